@@ -1,0 +1,1 @@
+"""Amazon Connect contact trace records as a Dagster asset graph."""

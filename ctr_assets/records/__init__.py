@@ -1,0 +1,1 @@
+"""Pure record logic: splitting, key normalization, typing and deduplication of CTRs (no Dagster)."""
