@@ -1,0 +1,188 @@
+"""The documented CTR fields and their types, and the per-record check that holds records to them.
+
+Types are DuckDB type trees (see `schema.py`): a string for a scalar, a dict for a struct, a one-element
+list for a list. `"*"` in a struct means "every field of this object". Per-field policy on a value that
+does not fit (design rule 4):
+
+- timestamps must be ISO-8601 strings; they are rewritten to UTC (`...Z`) so readers agree on the instant.
+  Anything else quarantines the record.
+- durations and counts must be integers (an integral float such as `12.0` is taken as `12`); anything
+  else quarantines the record.
+- strings widen losslessly: a number or boolean becomes its JSON text; an object or list quarantines.
+- known objects (agent, queue, endpoints, ...) must be objects or null; anything else quarantines.
+- attribute and tag values are always text: non-string values become their JSON text.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+TIMESTAMP = "TIMESTAMP"
+INTEGER = "BIGINT"
+STRING = "VARCHAR"
+TEXT = "TEXT"  # read as VARCHAR; any JSON value is accepted and kept as text
+ANY_FIELD = "*"
+
+_ENDPOINT = {"address": STRING, "type": STRING}
+_ARN_NAME = {"arn": STRING, "name": STRING}
+_RECORDING = {
+    "location": STRING,
+    "status": STRING,
+    "type": STRING,
+    "deletionreason": STRING,
+}
+
+KNOWN_FIELDS: dict[str, Any] = {
+    "awsaccountid": STRING,
+    "awscontacttracerecordformatversion": STRING,
+    "agent": {
+        "arn": STRING,
+        "username": STRING,
+        "aftercontactworkduration": INTEGER,
+        "aftercontactworkstarttimestamp": TIMESTAMP,
+        "aftercontactworkendtimestamp": TIMESTAMP,
+        "agentinteractionduration": INTEGER,
+        "agentpausedduration": INTEGER,
+        "connectedtoagenttimestamp": TIMESTAMP,
+        "customerholdduration": INTEGER,
+        "longestholdduration": INTEGER,
+        "numberofholds": INTEGER,
+        "routingprofile": _ARN_NAME,
+        "hierarchygroups": {f"level{n}": {"arn": STRING, "groupname": STRING} for n in range(1, 6)},
+    },
+    "agentconnectionattempts": INTEGER,
+    "attributes": {ANY_FIELD: TEXT},
+    "channel": STRING,
+    "connectedtosystemtimestamp": TIMESTAMP,
+    "contactdetails": {"name": STRING, "description": STRING},
+    "contactid": STRING,
+    "customerendpoint": _ENDPOINT,
+    "disconnectreason": STRING,
+    "disconnecttimestamp": TIMESTAMP,
+    "initialcontactid": STRING,
+    "initiationmethod": STRING,
+    "initiationtimestamp": TIMESTAMP,
+    "instancearn": STRING,
+    "lastupdatetimestamp": TIMESTAMP,
+    "lastpausedtimestamp": TIMESTAMP,
+    "lastresumedtimestamp": TIMESTAMP,
+    "mediastreams": [{"type": STRING}],
+    "nextcontactid": STRING,
+    "previouscontactid": STRING,
+    "relatedcontactid": STRING,
+    "queue": {
+        "arn": STRING,
+        "name": STRING,
+        "enqueuetimestamp": TIMESTAMP,
+        "dequeuetimestamp": TIMESTAMP,
+        "duration": INTEGER,
+    },
+    "recording": _RECORDING,
+    "recordings": [
+        {
+            **_RECORDING,
+            "mediastreamtype": STRING,
+            "participanttype": STRING,
+            "storagetype": STRING,
+            "fragmentstartnumber": STRING,
+            "fragmentstopnumber": STRING,
+            "starttimestamp": TIMESTAMP,
+            "stoptimestamp": TIMESTAMP,
+        }
+    ],
+    "scheduledtimestamp": TIMESTAMP,
+    "systemendpoint": _ENDPOINT,
+    "tags": {ANY_FIELD: TEXT},
+    "totalpausecount": INTEGER,
+    "totalpauseduration": INTEGER,
+    "transfercompletedtimestamp": TIMESTAMP,
+    "transferredtoendpoint": _ENDPOINT,
+}
+
+# Fields every usable record needs: the dedup key and the table's partition date.
+REQUIRED_FIELDS = ("contactid", "initiationtimestamp")
+CANONICAL_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
+
+
+class FieldProblem(ValueError):
+    """A record that cannot take the documented type of one of its fields."""
+
+    def __init__(self, reason: str, path: str, detail: str):
+        super().__init__(f"{path}: {detail}")
+        self.reason = reason
+        self.path = path
+
+
+def conform(record: Any) -> dict:
+    """Hold one normalized record to the documented field types, in place; raise `FieldProblem`."""
+    if type(record) is not dict:
+        raise FieldProblem("not_an_object", "$", f"expected a JSON object, got {_json_kind(record)}")
+    for field in REQUIRED_FIELDS:
+        value = record.get(field)
+        if not isinstance(value, str) or not value:
+            raise FieldProblem("missing_field", field, f"required, got {_describe(value)}")
+    _conform_object(record, KNOWN_FIELDS, "")
+    return record
+
+
+def _conform_object(obj: dict, spec: dict, path: str) -> None:
+    wildcard = spec.get(ANY_FIELD)
+    for name in obj if wildcard is not None else spec.keys() & obj.keys():
+        value = obj[name]
+        if value is not None:
+            obj[name] = _conform_value(value, wildcard or spec[name], f"{path}{name}")
+
+
+def _conform_value(value: Any, spec: Any, path: str) -> Any:
+    if spec == TIMESTAMP:
+        return _utc_timestamp(value, path)
+    if spec == INTEGER:
+        if type(value) is int or (type(value) is float and value.is_integer()):
+            return int(value)
+        raise FieldProblem("type_conflict", path, f"expected an integer, got {_describe(value)}")
+    if spec == STRING:
+        if type(value) is str:
+            return value
+        if type(value) in (int, float, bool):
+            return orjson.dumps(value).decode()
+        raise FieldProblem("type_conflict", path, f"expected a string, got {_describe(value)}")
+    if spec == TEXT:
+        return value if type(value) is str else orjson.dumps(value).decode()
+    if isinstance(spec, dict):
+        if type(value) is not dict:
+            raise FieldProblem("type_conflict", path, f"expected an object, got {_describe(value)}")
+        _conform_object(value, spec, f"{path}.")
+        return value
+    if type(value) is not list:
+        raise FieldProblem("type_conflict", path, f"expected a list, got {_describe(value)}")
+    return [None if item is None else _conform_value(item, spec[0], f"{path}[]") for item in value]
+
+
+def _utc_timestamp(value: Any, path: str) -> str:
+    if type(value) is str:
+        if CANONICAL_UTC.fullmatch(value):
+            return value
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is not None:
+                moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+            return moment.isoformat(timespec="microseconds") + "Z"
+    raise FieldProblem("type_conflict", path, f"expected an ISO-8601 timestamp, got {_describe(value)}")
+
+
+def _json_kind(value: Any) -> str:
+    return {dict: "object", list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(value), "number"
+    )
+
+
+def _describe(value: Any) -> str:
+    text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode() if value is not None else "null"
+    return f"{_json_kind(value)} {text[:60]}"

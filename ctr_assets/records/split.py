@@ -1,0 +1,168 @@
+"""Split one Firehose object into JSON values, one at a time, without ever trusting text replacement.
+
+Firehose concatenates records with no separator (`{...}{...}`); producers may also put newlines between
+them. The fast path cuts at `}` followed by optional whitespace and `{`, and parses the slice with orjson;
+a cut that falls inside a string (a value containing `}{`) fails with "unexpected end of data" and is
+extended to the next cut. Anything orjson rejects is re-read exactly with the standard library decoder,
+which also keeps duplicate keys (orjson silently keeps only the last). Bytes that decode to nothing are
+reported as a `Rejected` range and scanning resumes at the next `{` from which a value decodes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import orjson
+
+UTF8_BOM = b"\xef\xbb\xbf"
+WHITESPACE = b" \t\r\n"
+# A record may end at a `}` that is followed by optional whitespace and the next record's `{`.
+CUT_POINT = re.compile(rb"\}(?=[ \t\r\n]*\{)")
+MAX_RECORD_BYTES = 4 * 1024 * 1024  # Firehose records are at most 1,000 KiB; the exact path reads this far
+MAX_FAST_EXTENSIONS = 64
+INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A decoded JSON value and the byte range it came from."""
+
+    start: int
+    end: int
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A byte range that holds no usable JSON value, and why."""
+
+    start: int
+    end: int
+    reason: str
+    detail: str
+
+
+class DuplicateKeys(list):
+    """The (key, value) pairs of a JSON object that repeats a key; a dict would drop all but the last."""
+
+
+def split_values(data: bytes) -> Iterator[Record | Rejected]:
+    """Yield every JSON value in `data` in order, and every unusable byte range between them."""
+    view = memoryview(data)
+    pos = _skip_whitespace(data, 0)
+    while pos < len(data):
+        decoded = _decode_at(data, view, pos)
+        if isinstance(decoded, Record):
+            yield decoded
+            pos = _skip_whitespace(data, decoded.end)
+            continue
+        resume = _next_decodable_start(data, view, pos)
+        yield Rejected(pos, resume, decoded.reason, decoded.detail)
+        pos = resume
+
+
+def _skip_whitespace(data: bytes, pos: int) -> int:
+    while True:
+        while pos < len(data) and data[pos] in WHITESPACE:
+            pos += 1
+        if data.startswith(UTF8_BOM, pos):
+            pos += len(UTF8_BOM)
+            continue
+        return pos
+
+
+def _decode_at(data: bytes, view: memoryview, start: int) -> Record | Rejected:
+    fast = _decode_fast(data, view, start)
+    return fast if fast is not None else _decode_exact(data, start)
+
+
+def _decode_fast(data: bytes, view: memoryview, start: int) -> Record | None:
+    """orjson on candidate slices; None when the exact decoder must decide."""
+    search_from = start
+    for _ in range(MAX_FAST_EXTENSIONS):
+        cut = CUT_POINT.search(data, search_from)
+        end = cut.end() if cut else _rstrip_end(data)
+        piece = view[start:end]
+        try:
+            value = orjson.loads(piece)
+        except orjson.JSONDecodeError as error:
+            if cut is None or not error.msg.startswith("unexpected end of data"):
+                return None
+            search_from = end
+            continue
+        # orjson keeps only the last of repeated keys and rounds integers beyond 64 bits; re-encoding
+        # gives back the input exactly only when neither happened (and for compact input).
+        if orjson.dumps(value) != piece:
+            return None
+        return Record(start, end, value)
+    return None
+
+
+def _rstrip_end(data: bytes) -> int:
+    end = len(data)
+    while end and data[end - 1] in WHITESPACE:
+        end -= 1
+    return end
+
+
+def _decode_exact(data: bytes, start: int) -> Record | Rejected:
+    """The standard library decoder on a bounded window: exact value end, duplicate keys kept."""
+    window = data[start : start + MAX_RECORD_BYTES]
+    text = window.decode("utf-8", "surrogateescape")
+    try:
+        value, end_char = _EXACT_DECODER.raw_decode(text)
+    except json.JSONDecodeError as error:
+        ran_out = error.pos >= len(text.rstrip()) - 1 or error.msg.startswith("Unterminated")
+        return Rejected(start, start + len(window), "truncated" if ran_out else "invalid_json", error.msg)
+    except ValueError as error:
+        return Rejected(start, start + len(window), "invalid_json", str(error))
+    end = start + len(text[:end_char].encode("utf-8", "surrogateescape"))
+    try:
+        data[start:end].decode("utf-8")
+    except UnicodeDecodeError as error:
+        return Rejected(start, end, "invalid_utf8", str(error))
+    return Record(start, end, value)
+
+
+def _next_decodable_start(data: bytes, view: memoryview, after: int) -> int:
+    """The next `{` from which a JSON value decodes, or the end of the data."""
+    candidate = data.find(b"{", after + 1)
+    while candidate != -1:
+        if isinstance(_decode_at(data, view, candidate), Record):
+            return candidate
+        candidate = data.find(b"{", candidate + 1)
+    return len(data)
+
+
+def _keep_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict | DuplicateKeys:
+    result = dict(pairs)
+    return result if len(result) == len(pairs) else DuplicateKeys(pairs)
+
+
+def _parse_int(text: str) -> int | str:
+    """Integers outside what Parquet and orjson hold (int64..uint64) are kept as their decimal text."""
+    value = int(text)
+    return value if INT64_MIN <= value <= UINT64_MAX else text
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:40]}")
+    return value
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+_EXACT_DECODER = json.JSONDecoder(
+    object_pairs_hook=_keep_duplicate_keys,
+    parse_int=_parse_int,
+    parse_float=_parse_float,
+    parse_constant=_reject_constant,
+)

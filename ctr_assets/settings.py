@@ -1,0 +1,114 @@
+"""Pipeline settings: the original CloudFormation parameters and a few more, read from `CTR_*` variables.
+
+`CtrSettings.from_env()` validates everything up front so a mistake gives one line naming the variable,
+not a stack trace from deep inside a run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import dagster as dg
+from pydantic import Field
+from dagster._utils.schedules import is_valid_cron_string
+
+DEFAULT_STORAGE_URL = "ctr_data"
+
+
+class SettingError(ValueError):
+    """A setting with a value that cannot work; the message names the variable."""
+
+
+class CtrSettings(dg.ConfigurableResource):
+    """Knobs of the pipeline; each field is read from the environment variable named in its description."""
+
+    storage_url: str = Field(
+        default=DEFAULT_STORAGE_URL,
+        description="CTR_STORAGE_URL: a local folder, or s3://bucket[/prefix] (the original BucketName).",
+    )
+    s3_endpoint_url: str = Field(
+        default="", description="CTR_S3_ENDPOINT_URL: endpoint of an S3-compatible store; empty for AWS."
+    )
+    duckdb_path: str = Field(
+        default="", description="CTR_DUCKDB_PATH: the DuckDB file; default ctr.duckdb in the storage folder."
+    )
+    etl_cron: str = Field(
+        default="0 * * * *", description="CTR_ETL_CRON: cadence of the ETL catch-up (etlJobSchedule)."
+    )
+    sensor_interval_seconds: int = Field(
+        default=60, description="CTR_SENSOR_INTERVAL_SECONDS: how often arrivals are polled (s3interval, 60-900)."
+    )
+    sensor_lookback_hours: int = Field(
+        default=2, description="CTR_SENSOR_LOOKBACK_HOURS: arrival-hour folders each sensor tick lists."
+    )
+    first_hour: str = Field(
+        default="2025-01-01-00:00", description="CTR_FIRST_HOUR: the first hourly partition (UTC)."
+    )
+    flatfiles_retention_hours: int = Field(
+        default=24, description="CTR_FLATFILES_RETENTION_HOURS: how long flatfiles/ are kept."
+    )
+    quarantine_rate_threshold: float = Field(
+        default=0.01, description="CTR_QUARANTINE_RATE_THRESHOLD: quarantined share that raises a warning."
+    )
+    freshness_hours: float = Field(
+        default=2.0, description="CTR_FRESHNESS_HOURS: age of the newest arrival that raises a warning."
+    )
+    service_level_seconds: int = Field(
+        default=20, description="CTR_SERVICE_LEVEL_SECONDS: answer-time threshold of the service level."
+    )
+    report_timezone: str = Field(
+        default="UTC", description="CTR_REPORT_TIMEZONE: time zone the dashboards bucket hours in."
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "CtrSettings":
+        """Settings from `CTR_*` variables (then `overrides`), validated."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name, field in cls.model_fields.items():
+            variable = f"CTR_{name.upper()}"
+            if variable in environ and environ[variable] != "":
+                values[name] = _coerce(variable, environ[variable], field.annotation)
+        values.update({name: value for name, value in overrides.items() if value is not None})
+        settings = cls(**values)
+        settings.validate_values()
+        return settings
+
+    def validate_values(self) -> None:
+        if not is_valid_cron_string(self.etl_cron):
+            raise SettingError(f"CTR_ETL_CRON: {self.etl_cron!r} is not a valid cron expression")
+        if not 60 <= self.sensor_interval_seconds <= 900:
+            raise SettingError(f"CTR_SENSOR_INTERVAL_SECONDS: {self.sensor_interval_seconds} is outside 60-900")
+        if self.sensor_lookback_hours < 1:
+            raise SettingError("CTR_SENSOR_LOOKBACK_HOURS: must be at least 1")
+        if not 0 <= self.quarantine_rate_threshold <= 1:
+            raise SettingError("CTR_QUARANTINE_RATE_THRESHOLD: must be between 0 and 1")
+        if self.service_level_seconds < 0:
+            raise SettingError("CTR_SERVICE_LEVEL_SECONDS: must not be negative")
+        try:
+            ZoneInfo(self.report_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingError(f"CTR_REPORT_TIMEZONE: unknown time zone {self.report_timezone!r}") from None
+
+    @property
+    def is_s3(self) -> bool:
+        return self.storage_url.startswith("s3://")
+
+    @property
+    def warehouse_path(self) -> str:
+        """The DuckDB file: set explicitly, else beside the data for a local folder, else in the cwd."""
+        if self.duckdb_path:
+            return self.duckdb_path
+        if self.is_s3:
+            return "ctr.duckdb"
+        return str(Path(self.storage_url).expanduser() / "ctr.duckdb")
+
+
+def _coerce(variable: str, text: str, annotation: object) -> object:
+    try:
+        return annotation(text) if annotation in (int, float) else text  # type: ignore[operator]
+    except ValueError:
+        raise SettingError(f"{variable}: {text!r} is not a valid {annotation.__name__}") from None  # type: ignore[union-attr]
