@@ -123,7 +123,7 @@ class LocalStorage(Storage):
             Path(staged).unlink(missing_ok=True)
 
     def uri(self, key: str) -> str:
-        return self.path(key).as_posix()
+        return self.path(key).as_posix() + ("/" if key.endswith("/") else "")
 
     def attach(self, connection: Any) -> None:
         return None

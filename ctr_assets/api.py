@@ -1,0 +1,123 @@
+"""Run the pipeline from Python: `run_pipeline("path/or/s3://bucket")` processes everything pending."""
+
+import os
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Callable
+
+import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from ctr_assets.assets import CTR, DASHBOARD_FILE, FLATTENED
+from ctr_assets.definitions import DASHBOARD_JOB, ETL_JOB, build_definitions
+from ctr_assets.layout import partition_of_hour
+from ctr_assets.pipeline import pending_raw_keys
+from ctr_assets.records.table import table_files
+from ctr_assets.resources import storage_for
+from ctr_assets.settings import CtrSettings
+from ctr_assets.warehouse import refresh_ctr_view, scratch_connection
+
+COUNTED = {
+    FLATTENED: ("objects flattened", "records in", "records written", "records quarantined", "key collisions"),
+    CTR: ("rows inserted", "rows updated", "duplicates collapsed in batch"),
+}
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+PROGRESS_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+@dataclass
+class PipelineSummary:
+    """What one `run_pipeline` call did."""
+
+    storage_url: str
+    hours_processed: int = 0
+    runs: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    table_rows: int = 0
+    failed_checks: list[str] = field(default_factory=list)
+    failed_runs: list[str] = field(default_factory=list)
+    dashboard: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_checks and not self.failed_runs
+
+
+def run_pipeline(
+    storage_url: str | None = None,
+    *,
+    instance: dg.DagsterInstance | None = None,
+    verbose: bool = False,
+    say: Callable[[str], None] = lambda line: None,
+) -> PipelineSummary:
+    """Flatten and merge every arrival hour with raw objects not yet flattened, then refresh the catalog,
+    aggregates and dashboard, all through Dagster in this process. Safe to repeat: a second call finds
+    nothing pending and changes nothing."""
+    settings = CtrSettings.from_env(storage_url=storage_url)
+    definitions = build_definitions(settings)
+    storage = storage_for(settings)
+    summary = PipelineSummary(storage_url=storage.url)
+    instance = instance or (dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral())
+    logs = PROGRESS_LOGS if verbose else QUIET_LOGS
+
+    pending = pending_raw_keys(storage)
+    ranges = contiguous_ranges(list(pending))
+    say(f"{sum(map(len, pending.values()))} raw objects pending in {len(pending)} arrival hours "
+        f"({len(ranges)} run{'s' if len(ranges) != 1 else ''})")
+    etl_job = definitions.resolve_job_def(ETL_JOB)
+    for number, (first, last) in enumerate(ranges, start=1):
+        say(f"[{number}/{len(ranges)}] hours {partition_of_hour(first)} .. {partition_of_hour(last)}")
+        tags = {ASSET_PARTITION_RANGE_START_TAG: partition_of_hour(first), ASSET_PARTITION_RANGE_END_TAG: partition_of_hour(last)}
+        result = etl_job.execute_in_process(instance=instance, tags=tags, run_config=logs, raise_on_error=False)
+        _collect(summary, result)
+        summary.hours_processed += int((last - first) / timedelta(hours=1)) + 1
+        say(_progress_line(summary))
+
+    if table_files(storage) and (summary.runs or not storage.exists(DASHBOARD_FILE)):
+        say("refreshing catalog, aggregates and dashboard")
+        result = definitions.resolve_job_def(DASHBOARD_JOB).execute_in_process(
+            instance=instance, run_config=logs, raise_on_error=False)
+        _collect(summary, result)
+    if table_files(storage):
+        with closing(scratch_connection()) as connection:
+            refresh_ctr_view(connection, storage)
+            summary.table_rows = connection.sql("SELECT count(*) FROM ctr").fetchall()[0][0]
+    if storage.exists(DASHBOARD_FILE):
+        summary.dashboard = storage.uri(DASHBOARD_FILE)
+    return summary
+
+
+def contiguous_ranges(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
+    """Consecutive hours grouped into (first, last) ranges: one run per range, not one per hour."""
+    ranges: list[tuple[datetime, datetime]] = []
+    for hour in sorted(hours):
+        if ranges and hour - ranges[-1][1] == timedelta(hours=1):
+            ranges[-1] = (ranges[-1][0], hour)
+        else:
+            ranges.append((hour, hour))
+    return ranges
+
+
+def _collect(summary: PipelineSummary, result: dg.ExecuteInProcessResult) -> None:
+    summary.runs += 1
+    if not result.success:
+        summary.failed_runs.append(result.run_id)
+    # A single-run range reports one materialization per partition, all with the run's metadata.
+    per_asset = {event.asset_key: event.step_materialization_data.materialization
+                 for event in result.get_asset_materialization_events()}
+    for asset_key, materialization in per_asset.items():
+        for name in COUNTED.get(asset_key, ()):
+            value = materialization.metadata.get(name)
+            if value is not None:
+                summary.counts[name] = summary.counts.get(name, 0) + int(value.value)
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            summary.failed_checks.append(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}")
+
+
+def _progress_line(summary: PipelineSummary) -> str:
+    counts = summary.counts
+    return (f"    {counts.get('objects flattened', 0)} objects, {counts.get('records written', 0)} records written, "
+            f"{counts.get('records quarantined', 0)} quarantined, {counts.get('rows inserted', 0)} rows inserted, "
+            f"{counts.get('rows updated', 0)} updated")

@@ -1,0 +1,264 @@
+"""The asset graph: raw Firehose objects -> flattened records -> ctr table -> catalog and dashboards.
+
+Assets are thin: the work lives in `pipeline`, `records` and `warehouse`, which know nothing of Dagster.
+"""
+
+from contextlib import closing
+from datetime import datetime, timezone
+
+import dagster as dg
+import orjson
+from dagster_duckdb import DuckDBResource
+
+from ctr_assets import dashboard
+from ctr_assets.layout import CATALOG, DASHBOARDS, hour_of_partition
+from ctr_assets.pipeline import FlattenReport, conservation_problems, flatten_hours, merge_hours
+from ctr_assets.records.schema import column_paths, render
+from ctr_assets.records.table import TABLE_PREFIX, sql_text, table_schema
+from ctr_assets.settings import CtrSettings
+from ctr_assets.storage import Storage
+from ctr_assets.warehouse import (
+    AGGREGATES,
+    aggregate_sql,
+    build_aggregate,
+    fetch_table,
+    markdown_table,
+    refresh_ctr_view,
+    scratch_connection,
+)
+
+RAW = dg.AssetKey("raw")
+FLATTENED = dg.AssetKey("flattened")
+CTR = dg.AssetKey("ctr")
+CATALOG_ASSET = dg.AssetKey("ctr_catalog")
+DASHBOARD = dg.AssetKey("dashboard")
+CONSERVATION = "conservation"
+QUARANTINE_RATE = "quarantine_rate"
+SCHEMA_FILE = f"{CATALOG}schema.json"
+HISTORY_FILE = f"{CATALOG}history.ndjson"
+DASHBOARD_FILE = f"{DASHBOARDS}index.html"
+
+
+class FlattenConfig(dg.Config):
+    reprocess: bool = False  # flatten objects again even when their flatfile already exists
+
+
+def build_assets(partitions: dg.PartitionsDefinition) -> list:
+    """Every asset of the graph, on the hourly arrival partitions."""
+    single_run = dg.BackfillPolicy.single_run()
+    raw = dg.AssetSpec(
+        RAW,
+        partitions_def=partitions,
+        group_name="ingest",
+        kinds={"json"},
+        description="Firehose objects under raw/YYYY/MM/DD/HH/ (arrival hour, UTC). Made by Firehose, "
+        "reported by the arrival sensor, never modified by the pipeline.",
+    )
+
+    @dg.asset(
+        key=FLATTENED,
+        deps=[raw],
+        partitions_def=partitions,
+        backfill_policy=single_run,
+        group_name="ingest",
+        kinds={"python", "json"},
+        check_specs=[
+            dg.AssetCheckSpec(CONSERVATION, asset=FLATTENED, blocking=True,
+                              description="Per raw object: records in = written + quarantined."),
+            dg.AssetCheckSpec(QUARANTINE_RATE, asset=FLATTENED,
+                              description="Quarantined share of records stays under the threshold (a warning)."),
+        ],
+    )
+    def flattened(context: dg.AssetExecutionContext, config: FlattenConfig, storage: Storage, settings: CtrSettings):
+        """Raw objects split into records, keys normalized, types checked: one NDJSON flatfile per raw
+        object under flatfiles/, and everything unusable under quarantine/ with its offset and reason."""
+        hours = [hour_of_partition(key) for key in context.partition_keys]
+
+        def progress(done: int, total: int, stats) -> None:
+            if done == total or done % max(total // 10, 1) == 0:
+                context.log.info(f"flattened {done}/{total} objects (last: {stats.source_key})")
+
+        report = flatten_hours(storage, hours, reprocess=config.reprocess, progress=progress)
+        problems = conservation_problems(storage, report.objects)
+        totals = report.totals
+        rate = totals.records_quarantined / totals.records_in if totals.records_in else 0.0
+        return dg.MaterializeResult(
+            metadata=_flatten_metadata(report, rate),
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=CONSERVATION,
+                    passed=not problems,
+                    metadata={"objects checked": len(report.objects), "mismatches": dg.MetadataValue.json(problems)},
+                ),
+                dg.AssetCheckResult(
+                    check_name=QUARANTINE_RATE,
+                    passed=rate <= settings.quarantine_rate_threshold,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    metadata={"rate": rate, "threshold": settings.quarantine_rate_threshold},
+                ),
+            ],
+        )
+
+    @dg.asset(
+        key=CTR,
+        deps=[FLATTENED],
+        partitions_def=partitions,
+        backfill_policy=single_run,
+        pool="ctr_table",
+        group_name="warehouse",
+        kinds={"duckdb", "parquet"},
+    )
+    def ctr(context: dg.AssetExecutionContext, storage: Storage, warehouse: DuckDBResource):
+        """The CTR table under parquet/ctr/dt=YYYY-MM-DD/: one row per contactid (latest update wins),
+        partitioned by contact initiation date; each merge is published atomically per date."""
+        hours = [hour_of_partition(key) for key in context.partition_keys]
+        with closing(scratch_connection()) as connection:
+            before, _ = table_schema(connection, storage)
+            result = merge_hours(storage, hours, connection)
+            if result is None:
+                context.log.warning(f"no flatfiles for {context.partition_key_range}: the table is left unchanged")
+                return dg.MaterializeResult(metadata={"records read": 0, "unchanged": True})
+            rows = _table_rows(connection, storage)
+        with warehouse.get_connection() as wh:
+            refresh_ctr_view(wh, storage)
+        new_columns = sorted(set(column_paths(result.schema)) - set(column_paths(before)))
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": rows,
+                "dagster/table_name": "ctr",
+                "dagster/column_schema": _table_schema(result.schema),
+                "records read": result.records_read,
+                "duplicates collapsed in batch": result.duplicates_in_batch,
+                "rows inserted": result.rows_inserted,
+                "rows updated": result.rows_updated,
+                "partitions written": dg.MetadataValue.json(result.partitions_written),
+                "partitions widened": dg.MetadataValue.json(result.partitions_widened),
+                "new columns": dg.MetadataValue.json(new_columns),
+                "path": dg.MetadataValue.path(storage.uri(TABLE_PREFIX)),
+            }
+        )
+
+    @dg.asset(key=CATALOG_ASSET, deps=[CTR], group_name="warehouse", kinds={"json"})
+    def ctr_catalog(context: dg.AssetExecutionContext, storage: Storage):
+        """The table's current schema and when each column first appeared (the Glue crawler's job)."""
+        with closing(scratch_connection()) as connection:
+            schema, _ = table_schema(connection, storage)
+        previous = orjson.loads(storage.read(SCHEMA_FILE)) if storage.exists(SCHEMA_FILE) else {"columns": {}}
+        latest = context.instance.get_latest_materialization_event(CTR)
+        partition = latest.asset_materialization.partition if latest and latest.asset_materialization else None
+        catalog, changes = update_catalog(previous, column_paths(schema), partition)
+        storage.write(SCHEMA_FILE, orjson.dumps(catalog, option=orjson.OPT_INDENT_2))
+        if changes:
+            history = storage.read(HISTORY_FILE) if storage.exists(HISTORY_FILE) else b""
+            storage.write(HISTORY_FILE, history + b"".join(orjson.dumps(change) + b"\n" for change in changes))
+        return dg.MaterializeResult(
+            metadata={
+                "columns": len(catalog["columns"]),
+                "dagster/column_schema": _table_schema(schema),
+                "added": dg.MetadataValue.json([c["path"] for c in changes if c["change"] == "added"]),
+                "type changes": dg.MetadataValue.json([c for c in changes if c["change"] == "type_changed"]),
+                "path": dg.MetadataValue.path(storage.uri(SCHEMA_FILE)),
+            }
+        )
+
+    aggregates = [_aggregate_asset(name) for name in AGGREGATES]
+
+    @dg.asset(key=DASHBOARD, deps=[dg.AssetKey(name) for name in AGGREGATES], group_name="dashboards", kinds={"html"})
+    def dashboard_page(storage: Storage, warehouse: DuckDBResource):
+        """One self-contained HTML page (no network needed to view it) under dashboards/index.html."""
+        with warehouse.get_connection() as connection:
+            html = render_dashboard(connection)
+        storage.write(DASHBOARD_FILE, html.encode())
+        location = storage.uri(DASHBOARD_FILE)
+        return dg.MaterializeResult(
+            metadata={"url": dg.MetadataValue.url(_browser_url(location)), "path": dg.MetadataValue.path(location),
+                      "bytes": len(html)}
+        )
+
+    return [raw, flattened, ctr, ctr_catalog, *aggregates, dashboard_page]
+
+
+def _aggregate_asset(name: str) -> dg.AssetsDefinition:
+    description = " ".join(
+        line.removeprefix("--").strip() for line in aggregate_sql(name).splitlines() if line.startswith("--")
+    )
+
+    @dg.asset(name=name, deps=[CTR], group_name="dashboards", kinds={"duckdb", "parquet"}, description=description)
+    def aggregate(storage: Storage, warehouse: DuckDBResource):
+        with warehouse.get_connection() as connection:
+            if not refresh_ctr_view(connection, storage):
+                raise dg.Failure(f"{name}: the ctr table has no data yet; materialize ctr first")
+            rows = build_aggregate(connection, storage, name)
+            columns, data = fetch_table(connection, f"SELECT * FROM {name}")
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": rows,
+                "dagster/table_name": name,
+                "preview": dg.MetadataValue.md(markdown_table(columns, data)),
+                "path": dg.MetadataValue.path(storage.uri(f"{DASHBOARDS}{name}.parquet")),
+            }
+        )
+
+    return aggregate
+
+
+def update_catalog(previous: dict, paths: dict[str, str], partition: str | None) -> tuple[dict, list[dict]]:
+    """Fold the table's current column paths into the catalog; return it and the changes as events."""
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    known = previous.get("columns", {})
+    columns, changes = {}, []
+    for path, kind in paths.items():
+        entry = dict(known.get(path) or {"first_seen_at": now, "first_seen_partition": partition})
+        if path not in known:
+            changes.append({"at": now, "path": path, "change": "added", "type": kind, "partition": partition})
+        elif entry.get("type") != kind:
+            changes.append({"at": now, "path": path, "change": "type_changed", "from": entry.get("type"), "to": kind})
+        entry["type"] = kind
+        columns[path] = entry
+    return {"updated_at": now, "columns": columns}, changes
+
+
+def render_dashboard(connection) -> str:
+    """The page from the aggregate tables in the warehouse."""
+    _, per_agent = fetch_table(connection, "SELECT agent_username, contacts FROM contacts_per_agent")
+    columns, by_queue = fetch_table(
+        connection, "SELECT agent_username, queue_name, contacts FROM agent_queue_contacts ORDER BY 1, 3 DESC")
+    handled = sum(contacts for _, contacts in per_agent)
+    queues = len({queue for _, queue, _ in by_queue})
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return dashboard.render_page(
+        "Contact centre", f"Amazon Connect contact trace records · generated {generated}",
+        [("contacts handled by agents", f"{handled:,}"), ("agents", f"{len(per_agent):,}"),
+         ("queues", f"{queues:,}")],
+        [dashboard.BarChart("Contacts per agent", [(agent, contacts) for agent, contacts in per_agent[:30]]),
+         dashboard.Table("Agent by queue", ["agent", "queue", "contacts"], by_queue)],
+    )
+
+
+def _flatten_metadata(report: FlattenReport, rate: float) -> dict:
+    totals = report.totals
+    return {
+        "objects flattened": len(report.objects),
+        "objects skipped (already flattened)": report.skipped,
+        "bytes in": totals.bytes_in,
+        "records in": totals.records_in,
+        "records written": totals.records_written,
+        "dagster/row_count": totals.records_written,
+        "records quarantined": totals.records_quarantined,
+        "quarantine rate": rate,
+        "quarantine by reason": dg.MetadataValue.json(dict(totals.reasons)),
+        "key collisions": totals.collisions,
+    }
+
+
+def _table_rows(connection, storage: Storage) -> int:
+    files = sql_text(storage.uri(TABLE_PREFIX) + "*/*.parquet")
+    return connection.sql(f"SELECT count(*) FROM read_parquet({files}, union_by_name = true)").fetchall()[0][0]
+
+
+def _table_schema(schema: dict) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(name, render(kind)) for name, kind in schema.items()])
+
+
+def _browser_url(location: str) -> str:
+    return location if "://" in location else f"file://{location}"

@@ -1,0 +1,81 @@
+"""Asset checks on the table and on arrivals. Conservation and the quarantine rate are reported by the
+flattened asset itself (it has the counts); schema drift by the catalog."""
+
+from contextlib import closing
+from datetime import datetime, timedelta, timezone
+from math import ceil
+
+import dagster as dg
+
+from ctr_assets.assets import CTR, RAW
+from ctr_assets.layout import floor_hour, hours_between, raw_prefix
+from ctr_assets.settings import CtrSettings
+from ctr_assets.storage import Storage
+from ctr_assets.warehouse import refresh_ctr_view, scratch_connection
+
+# name: (blocking, description, SQL selecting the contactid of every violating row)
+TABLE_RULES = {
+    "contactid_unique": (
+        True,
+        "Every row has a contactid and no contactid appears twice (the dedup rule held).",
+        "SELECT contactid FROM ctr WHERE contactid IS NULL "
+        "OR contactid IN (SELECT contactid FROM ctr GROUP BY contactid HAVING count(*) > 1)",
+    ),
+    "timestamps_ordered": (
+        False,
+        "Initiation <= disconnect and enqueue <= dequeue. Checks what Connect sent, so it warns "
+        "instead of blocking the dashboards.",
+        "SELECT contactid FROM ctr WHERE disconnecttimestamp < initiationtimestamp "
+        "OR queue.dequeuetimestamp < queue.enqueuetimestamp",
+    ),
+    "durations_non_negative": (
+        False,
+        "Queue, interaction, hold and after-contact-work durations are >= 0 (a warning, as above).",
+        "SELECT contactid FROM ctr WHERE queue.duration < 0 OR agent.agentinteractionduration < 0 "
+        "OR agent.customerholdduration < 0 OR agent.aftercontactworkduration < 0",
+    ),
+}
+
+
+def _table_rule_check(name: str, blocking: bool, description: str, violations: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=CTR, name=name, blocking=blocking, description=description)
+    def check(storage: Storage) -> dg.AssetCheckResult:
+        with closing(scratch_connection()) as connection:
+            if not refresh_ctr_view(connection, storage):
+                return dg.AssetCheckResult(passed=True, metadata={"rows": 0})
+            count, sample = connection.sql(
+                f"SELECT count(*), list(contactid)[:5] FROM ({violations})"
+            ).fetchall()[0]
+            rows = connection.sql("SELECT count(*) FROM ctr").fetchall()[0][0]
+        return dg.AssetCheckResult(
+            passed=count == 0,
+            severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+            metadata={"rows": rows, "violations": count, "sample contactids": dg.MetadataValue.json(sample or [])},
+        )
+
+    return check
+
+
+@dg.asset_check(asset=RAW, description="The newest raw object arrived within CTR_FRESHNESS_HOURS (a warning).")
+def raw_fresh(storage: Storage, settings: CtrSettings) -> dg.AssetCheckResult:
+    now = datetime.now(timezone.utc)
+    # Only the hour folders the freshness window can reach are listed, never the whole bucket.
+    hours = hours_between(now - timedelta(hours=ceil(settings.freshness_hours)), now)
+    newest = max(
+        (item.last_modified for hour in hours for item in storage.list(raw_prefix(floor_hour(hour)))),
+        default=None,
+    )
+    age_hours = (now - newest).total_seconds() / 3600 if newest else None
+    return dg.AssetCheckResult(
+        passed=age_hours is not None and age_hours <= settings.freshness_hours,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "newest arrival": newest.isoformat() if newest else "none in the window",
+            "age hours": round(age_hours, 2) if age_hours is not None else -1,
+            "threshold hours": settings.freshness_hours,
+        },
+    )
+
+
+def build_checks() -> list[dg.AssetChecksDefinition]:
+    return [_table_rule_check(name, *rule) for name, rule in TABLE_RULES.items()] + [raw_fresh]

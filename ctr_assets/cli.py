@@ -1,0 +1,137 @@
+"""`ctr-assets`: simulate Firehose deliveries, run the pipeline, look at the result."""
+
+import argparse
+import sys
+from contextlib import closing
+from datetime import datetime, timedelta, timezone
+
+from dotenv import load_dotenv
+
+from ctr_assets.layout import QUARANTINE, RAW, floor_hour
+from ctr_assets.settings import DEFAULT_STORAGE_URL, CtrSettings, SettingError
+from ctr_assets.storage import StorageError
+
+
+def main(argv: list[str] | None = None) -> int:
+    load_dotenv()
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.command(args)
+    except (SettingError, StorageError) as error:
+        print(f"ctr-assets: error: {error}", file=sys.stderr)
+        return 2
+
+
+def simulate(args: argparse.Namespace) -> int:
+    """Write sample Firehose objects under raw/ (the original `sampledata` option)."""
+    from ctr_assets.resources import storage_for
+    from ctr_assets.sample import write_firehose_objects
+
+    storage = storage_for(CtrSettings.from_env(storage_url=args.storage))
+    # Updated copies arrive up to 3 hours after their contact: start early enough that none is in the future.
+    start = args.start or floor_hour(datetime.now(timezone.utc)) - timedelta(hours=args.hours + 3)
+    written = [0]
+
+    def write(key: str, data: bytes) -> None:
+        storage.write(key, data)
+        written[0] += 1
+        if written[0] % 100 == 0:
+            print(f"  {written[0]} objects written", file=sys.stderr)
+
+    stats = write_firehose_objects(write, start, args.hours, args.contacts_per_hour, seed=args.seed, stream=args.stream)
+    print(f"wrote {stats.objects} Firehose objects with {stats.records} records ({stats.contacts} contacts) "
+          f"under {storage.uri(RAW)}, hours from {start:%Y-%m-%dT%H}:00Z")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Process everything pending through Dagster, in this process."""
+    from ctr_assets.api import run_pipeline
+
+    summary = run_pipeline(args.storage, verbose=args.verbose, say=print)
+    counts = summary.counts
+    print(f"storage:   {summary.storage_url}")
+    print(f"records:   {counts.get('records in', 0)} in, {counts.get('records written', 0)} written, "
+          f"{counts.get('records quarantined', 0)} quarantined, {counts.get('key collisions', 0)} key collisions")
+    print(f"table:     {summary.table_rows} rows ({counts.get('rows inserted', 0)} inserted, "
+          f"{counts.get('rows updated', 0)} updated)")
+    if summary.dashboard:
+        print(f"dashboard: {summary.dashboard}")
+    for check in summary.failed_checks:
+        print(f"FAILED check {check}", file=sys.stderr)
+    for run_id in summary.failed_runs:
+        print(f"FAILED run {run_id}", file=sys.stderr)
+    return 0 if summary.ok else 1
+
+
+def status(args: argparse.Namespace) -> int:
+    """Counts of what is where: raw, pending, quarantined, table rows."""
+    from ctr_assets.pipeline import pending_raw_keys
+    from ctr_assets.records.table import table_files
+    from ctr_assets.resources import storage_for
+    from ctr_assets.warehouse import refresh_ctr_view, scratch_connection
+
+    storage = storage_for(CtrSettings.from_env(storage_url=args.storage))
+    raw = sum(1 for _ in storage.list(RAW))
+    pending = sum(len(keys) for keys in pending_raw_keys(storage).values())
+    quarantined = sum(storage.read(item.key).count(b"\n") for item in storage.list(QUARANTINE))
+    rows = 0
+    if table_files(storage):
+        with closing(scratch_connection()) as connection:
+            refresh_ctr_view(connection, storage)
+            rows = connection.sql("SELECT count(*) FROM ctr").fetchall()[0][0]
+    print(f"storage:      {storage.url}\nraw objects:  {raw} ({pending} pending)\n"
+          f"quarantined:  {quarantined} items\ntable rows:   {rows}")
+    return 0
+
+
+def query(args: argparse.Namespace) -> int:
+    """Run SQL against the `ctr` view (and the aggregate tables, once built)."""
+    from ctr_assets.resources import storage_for
+    from ctr_assets.warehouse import refresh_ctr_view, scratch_connection
+
+    storage = storage_for(CtrSettings.from_env(storage_url=args.storage))
+    with closing(scratch_connection()) as connection:
+        if not refresh_ctr_view(connection, storage):
+            print("the ctr table has no data yet: run `ctr-assets run` first", file=sys.stderr)
+            return 1
+        connection.sql(args.sql).show(max_rows=args.limit)
+    return 0
+
+
+def _hour(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H").replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DDTHH (UTC), got {text!r}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ctr-assets", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    storage_help = f"local folder or s3://bucket[/prefix] (default: $CTR_STORAGE_URL, else ./{DEFAULT_STORAGE_URL})"
+
+    def command(name: str, handler, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.add_argument("--storage", default=None, help=storage_help)
+        sub.set_defaults(command=handler)
+        return sub
+
+    sim = command("simulate", simulate, "write sample Firehose objects under raw/")
+    sim.add_argument("--start", type=_hour, help="first contact hour, YYYY-MM-DDTHH UTC (default: HOURS+3 hours ago)")
+    sim.add_argument("--hours", type=int, default=6)
+    sim.add_argument("--contacts-per-hour", type=int, default=200)
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--stream", default="ctr-stream", help="delivery stream name used in object keys")
+    run_cmd = command("run", run, "flatten, merge and refresh everything pending, through Dagster")
+    run_cmd.add_argument("-v", "--verbose", action="store_true", help="show Dagster's step logs")
+    command("status", status, "show what is stored and what is pending")
+    query_cmd = command("query", query, "run SQL against the ctr view")
+    query_cmd.add_argument("sql")
+    query_cmd.add_argument("--limit", type=int, default=40, help="rows to print")
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

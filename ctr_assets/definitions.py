@@ -1,0 +1,51 @@
+"""The Dagster definitions: `from ctr_assets.definitions import defs`, configured by `CTR_*` variables."""
+
+
+import warnings
+
+import dagster as dg
+
+from ctr_assets.assets import CATALOG_ASSET, CTR, DASHBOARD, FLATTENED, RAW, build_assets
+from ctr_assets.automation import build_automation
+from ctr_assets.checks import build_checks
+from ctr_assets.resources import storage_for, warehouse_for
+from ctr_assets.settings import CtrSettings
+from ctr_assets.warehouse import AGGREGATES
+
+ETL_JOB = "ctr_etl"
+DASHBOARD_JOB = "ctr_dashboards"
+FRESHNESS_JOB = "raw_freshness"
+
+
+def hourly_partitions(settings: CtrSettings) -> dg.HourlyPartitionsDefinition:
+    """Firehose's arrival-hour folders, in UTC; the current hour is included (end_offset=1) because
+    objects land in it while it runs."""
+    return dg.HourlyPartitionsDefinition(start_date=settings.first_hour, timezone="UTC", end_offset=1)
+
+
+# Single-run backfills and pools are what this graph is built on; their "beta" label is noise to users.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+
+def build_definitions(settings: CtrSettings | None = None) -> dg.Definitions:
+    settings = settings or CtrSettings.from_env()
+    partitions = hourly_partitions(settings)
+    etl_job = dg.define_asset_job(ETL_JOB, selection=[FLATTENED, CTR], partitions_def=partitions,
+                                  description="Flatten arrival hours and merge them into the ctr table.")
+    dashboard_job = dg.define_asset_job(
+        DASHBOARD_JOB, selection=dg.AssetSelection.assets(CATALOG_ASSET, *AGGREGATES, DASHBOARD),
+        description="Catalog, aggregates and dashboard page from the current table.")
+    freshness_job = dg.define_asset_job(FRESHNESS_JOB, selection=dg.AssetSelection.checks_for_assets(RAW))
+    sensors, schedules = build_automation(settings, etl_job, dashboard_job, freshness_job)
+    return dg.Definitions(
+        assets=build_assets(partitions),
+        asset_checks=build_checks(),
+        jobs=[etl_job, dashboard_job, freshness_job],
+        sensors=sensors,
+        schedules=schedules,
+        resources={"storage": storage_for(settings), "warehouse": warehouse_for(settings), "settings": settings},
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,68 @@
+"""The storage layout of design section 2: which key holds what, and how keys map to arrival hours."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+RAW = "raw/"
+FLATFILES = "flatfiles/"
+QUARANTINE = "quarantine/"
+CATALOG = "catalog/ctr/"
+DASHBOARDS = "dashboards/"
+PARTITION_FORMAT = "%Y-%m-%d-%H:%M"  # Dagster's hourly partition keys
+
+
+def hour_of_partition(partition_key: str) -> datetime:
+    return datetime.strptime(partition_key, PARTITION_FORMAT).replace(tzinfo=timezone.utc)
+
+
+def partition_of_hour(hour: datetime) -> str:
+    return hour.astimezone(timezone.utc).strftime(PARTITION_FORMAT)
+
+
+def floor_hour(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+
+
+def hours_between(first: datetime, last: datetime) -> list[datetime]:
+    """Every hour from `first` to `last`, both included."""
+    count = int((floor_hour(last) - floor_hour(first)) / timedelta(hours=1)) + 1
+    return [floor_hour(first) + timedelta(hours=n) for n in range(max(count, 0))]
+
+
+def raw_prefix(hour: datetime) -> str:
+    """Firehose's arrival-hour folder: `raw/YYYY/MM/DD/HH/`."""
+    return RAW + hour.astimezone(timezone.utc).strftime("%Y/%m/%d/%H/")
+
+
+def flat_prefix(hour: datetime) -> str:
+    return FLATFILES + hour.astimezone(timezone.utc).strftime("%Y%m%d%H")
+
+
+def quarantine_prefix(hour: datetime) -> str:
+    return QUARANTINE + hour.astimezone(timezone.utc).strftime("%Y%m%d%H")
+
+
+def hour_of_raw_key(key: str) -> datetime | None:
+    """The arrival hour encoded in a raw key's folders, or None for a key outside the layout."""
+    parts = key.split("/")
+    if len(parts) < 6 or parts[0] != "raw":
+        return None
+    try:
+        return datetime.strptime("/".join(parts[1:5]), "%Y/%m/%d/%H").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def _flat_name(raw_key: str) -> str:
+    """The original Lambda's naming: the key below raw/ with every '/' removed (and no .gz: it is plain)."""
+    name = raw_key[len(RAW) :].replace("/", "")
+    return name[: -len(".gz")] if name.endswith(".gz") else name
+
+
+def flat_key(raw_key: str) -> str:
+    return FLATFILES + _flat_name(raw_key)
+
+
+def quarantine_key(raw_key: str) -> str:
+    return QUARANTINE + _flat_name(raw_key) + ".ndjson"

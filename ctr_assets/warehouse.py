@@ -1,0 +1,69 @@
+"""DuckDB over the Parquet table: the `ctr` view, the dashboard aggregates, and bounded scratch connections."""
+
+from __future__ import annotations
+
+import tempfile
+from importlib import resources
+from typing import Any
+
+import duckdb
+
+from ctr_assets.layout import DASHBOARDS
+from ctr_assets.records.table import TABLE_PREFIX, sql_text, table_files
+from ctr_assets.storage import Storage
+
+# The original walkthrough's two visuals; each name is an asset, a DuckDB table and sql/<name>.sql.
+AGGREGATES = ("contacts_per_agent", "agent_queue_contacts")
+SCRATCH_MEMORY_LIMIT = "1GB"
+
+
+def scratch_connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for merge work, bounded so the whole pipeline stays under 1.5 GB."""
+    connection = duckdb.connect()
+    connection.execute(f"SET memory_limit = '{SCRATCH_MEMORY_LIMIT}'")
+    connection.execute(f"SET temp_directory = {sql_text(tempfile.gettempdir() + '/ctr_assets_duckdb')}")
+    connection.execute("SET preserve_insertion_order = false")
+    return connection
+
+
+def ctr_view_sql(storage: Storage) -> str:
+    files = storage.uri(TABLE_PREFIX) + "*/*.parquet"
+    return (
+        "CREATE OR REPLACE VIEW ctr AS SELECT * FROM "
+        f"read_parquet({sql_text(files)}, hive_partitioning = true, union_by_name = true)"
+    )
+
+
+def refresh_ctr_view(connection: Any, storage: Storage) -> bool:
+    """(Re)create the `ctr` view; False while the table has no partition yet."""
+    storage.attach(connection)
+    if not table_files(storage):
+        return False
+    connection.execute(ctr_view_sql(storage))
+    return True
+
+
+def aggregate_sql(name: str) -> str:
+    return resources.files("ctr_assets").joinpath("sql", f"{name}.sql").read_text()
+
+
+def build_aggregate(connection: Any, storage: Storage, name: str) -> int:
+    """Materialize one aggregate as a DuckDB table and as dashboards/<name>.parquet; returns its rows."""
+    connection.execute(f"CREATE OR REPLACE TABLE {name} AS {aggregate_sql(name)}")
+    with storage.writer(f"{DASHBOARDS}{name}.parquet") as staged:
+        connection.execute(f"COPY {name} TO {sql_text(staged.as_posix())} (FORMAT parquet)")
+    return connection.sql(f"SELECT count(*) FROM {name}").fetchall()[0][0]
+
+
+def fetch_table(connection: Any, query: str) -> tuple[list[str], list[tuple]]:
+    relation = connection.sql(query)
+    return list(relation.columns), relation.fetchall()
+
+
+def markdown_table(columns: list[str], rows: list[tuple], limit: int = 10) -> str:
+    """A Markdown preview for the Dagster UI (pandas' to_markdown would need one more dependency)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join("" if value is None else str(value) for value in row) + " |" for row in rows[:limit]]
+    if len(rows) > limit:
+        lines.append(f"\n… {len(rows) - limit} more rows")
+    return "\n".join(lines)
