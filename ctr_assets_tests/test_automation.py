@@ -1,0 +1,117 @@
+"""The arrival sensor and the ETL catch-up schedule, evaluated against a real folder and Dagster instance."""
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+import pytest
+
+from ctr_assets.definitions import build_definitions
+from ctr_assets.layout import floor_hour, partition_of_hour
+from ctr_assets.pipeline import flatten_raw_object
+from ctr_assets.resources import storage_for
+from ctr_assets_tests.helpers import ctr_record, firehose_object, raw_key, settings_for
+
+
+@pytest.fixture
+def setup(tmp_path):
+    settings = settings_for(tmp_path, sensor_lookback_hours=2)
+    definitions = build_definitions(settings)
+    return definitions, storage_for(settings), dg.DagsterInstance.ephemeral()
+
+
+def tick(definitions, storage, instance, cursor=None) -> dg.SensorResult:
+    sensor = definitions.resolve_sensor_def("raw_arrivals")
+    with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"storage": storage}) as context:
+        return sensor(context)
+
+
+def requested(result: dg.SensorResult) -> dict[str, str]:
+    return {request.partition_key: request.run_key for request in result.run_requests}
+
+
+def put(storage, key):
+    storage.write(key, firehose_object(ctr_record(key, datetime(2026, 3, 1, tzinfo=timezone.utc))))
+
+
+def test_same_second_and_out_of_key_order_arrivals_are_all_requested(setup):
+    definitions, storage, instance = setup
+    hour = floor_hour(datetime.now(timezone.utc))
+    put(storage, raw_key(hour, second=1, suffix="bbbb"))
+    first = tick(definitions, storage, instance)
+    assert list(requested(first)) == [partition_of_hour(hour)]
+
+    # Same second, and a key that sorts before the one already seen.
+    put(storage, raw_key(hour, second=1, suffix="aaaa"))
+    second = tick(definitions, storage, instance, first.cursor)
+
+    assert list(requested(second)) == [partition_of_hour(hour)]
+    assert requested(second) != requested(first)  # a new run key: the new object is not mistaken for the old
+    assert sorted(json.loads(second.cursor)[hour.strftime("%Y-%m-%dT%H")]) == sorted(
+        [raw_key(hour, 1, "aaaa"), raw_key(hour, 1, "bbbb")])
+
+
+def test_nothing_new_requests_nothing(setup):
+    definitions, storage, instance = setup
+    hour = floor_hour(datetime.now(timezone.utc))
+    put(storage, raw_key(hour, second=3))
+    first = tick(definitions, storage, instance)
+    again = tick(definitions, storage, instance, first.cursor)
+    assert again.run_requests == [] and again.cursor == first.cursor
+
+
+def test_a_late_file_in_the_previous_hour_is_requested_and_reported(setup):
+    definitions, storage, instance = setup
+    now_hour = floor_hour(datetime.now(timezone.utc))
+    put(storage, raw_key(now_hour, second=2))
+    first = tick(definitions, storage, instance)
+    previous = now_hour - timedelta(hours=1)
+    put(storage, raw_key(previous, second=59, suffix="late"))
+
+    second = tick(definitions, storage, instance, first.cursor)
+
+    assert list(requested(second)) == [partition_of_hour(previous)]
+    (event,) = second.asset_events
+    assert event.asset_key == dg.AssetKey("raw") and event.partition == partition_of_hour(previous)
+
+
+def test_the_sensor_lists_only_recent_hour_folders(setup):
+    definitions, storage, instance = setup
+    old = floor_hour(datetime.now(timezone.utc)) - timedelta(hours=30)
+    for second in range(20):
+        put(storage, raw_key(old, second=second))
+    listed = []
+    original = type(storage).list
+
+    def spy(self, prefix):
+        listed.append(prefix)
+        return original(self, prefix)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(storage), "list", spy)
+        result = tick(definitions, storage, instance)
+
+    assert result.run_requests == [] and json.loads(result.cursor) == {}
+    assert len(listed) == 2 and all(prefix.startswith("raw/") for prefix in listed)
+
+
+def test_etl_catchup_requests_unflattened_objects_of_older_hours(setup):
+    definitions, storage, instance = setup
+    now = datetime.now(timezone.utc)
+    old_hour = floor_hour(now) - timedelta(hours=5)
+    late = raw_key(old_hour, second=7, suffix="late")
+    put(storage, late)
+    schedule = definitions.resolve_schedule_def("etl_catchup")
+
+    def evaluate():
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=now,
+                                            repository_def=definitions.get_repository_def(),
+                                            resources={"storage": storage})
+        return schedule.evaluate_tick(context)
+
+    before = evaluate()
+    flatten_raw_object(storage, late)
+    after = evaluate()
+
+    assert [request.partition_key for request in before.run_requests] == [partition_of_hour(old_hour)]
+    assert not after.run_requests and after.skip_message

@@ -1,0 +1,130 @@
+"""The whole graph through Dagster on the embedded default: sample data in, table, checks and dashboard out."""
+
+from contextlib import closing
+from datetime import timedelta
+
+import dagster as dg
+import pytest
+
+from ctr_assets.api import run_pipeline
+from ctr_assets.assets import DASHBOARD_FILE
+from ctr_assets.definitions import ETL_JOB, build_definitions
+from ctr_assets.layout import flat_key, partition_of_hour
+from ctr_assets.records.table import table_files
+from ctr_assets.resources import storage_for
+from ctr_assets.warehouse import refresh_ctr_view, scratch_connection
+from ctr_assets_tests.helpers import SAMPLE_START, ctr_record, firehose_object, raw_key, settings_for, write_sample
+
+
+@pytest.fixture
+def sample(tmp_path, monkeypatch):
+    settings = settings_for(tmp_path)
+    monkeypatch.setenv("CTR_FIRST_HOUR", settings.first_hour)
+    storage = storage_for(settings)
+    stats = write_sample(storage)
+    return settings, storage, stats
+
+
+def table_rows(storage, query="SELECT count(*) FROM ctr"):
+    with closing(scratch_connection()) as connection:
+        refresh_ctr_view(connection, storage)
+        return connection.sql(query).fetchall()
+
+
+def test_sample_data_becomes_a_deduplicated_table_with_passing_checks(sample):
+    settings, storage, stats = sample
+    summary = run_pipeline(settings.storage_url, instance=dg.DagsterInstance.ephemeral())
+
+    assert summary.ok, (summary.failed_checks, summary.failed_runs)
+    assert summary.counts["records in"] == stats.records
+    assert summary.counts["records written"] + summary.counts["records quarantined"] == stats.records
+    assert summary.table_rows == stats.contacts
+    assert table_rows(storage, "SELECT count(*) - count(DISTINCT contactid) FROM ctr") == [(0,)]
+    assert storage.exists(DASHBOARD_FILE)
+    html = storage.read(DASHBOARD_FILE).decode()
+    top_agent, contacts = table_rows(storage, "SELECT agent.username, count(*) FROM ctr "
+                                     "WHERE agent.username IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1")[0]
+    assert top_agent in html and "http" not in html.lower().replace("http-equiv", "")
+
+
+def test_running_twice_changes_nothing(sample):
+    settings, storage, _ = sample
+    instance = dg.DagsterInstance.ephemeral()
+    run_pipeline(settings.storage_url, instance=instance)
+    before = {key: storage.read(key) for key in table_files(storage)}
+
+    again = run_pipeline(settings.storage_url, instance=instance)
+
+    assert again.ok and again.runs == 0 and again.counts == {}
+    assert {key: storage.read(key) for key in table_files(storage)} == before
+
+
+def test_a_late_file_for_an_old_hour_is_picked_up(sample):
+    settings, storage, _ = sample
+    instance = dg.DagsterInstance.ephemeral()
+    run_pipeline(settings.storage_url, instance=instance)
+    late = raw_key(SAMPLE_START, second=5, suffix="late")
+    storage.write(late, firehose_object(ctr_record("late-contact", SAMPLE_START)))
+
+    summary = run_pipeline(settings.storage_url, instance=instance)
+
+    assert summary.hours_processed == 1 and summary.counts["rows inserted"] == 1
+    assert table_rows(storage, "SELECT _source_key FROM ctr WHERE contactid = 'late-contact'") == [(late,)]
+
+
+def test_a_failed_blocking_check_fails_the_run(sample):
+    settings, storage, _ = sample
+    instance = dg.DagsterInstance.ephemeral()
+    run_pipeline(settings.storage_url, instance=instance)
+    # Break the table behind the pipeline's back: the same contact in two date partitions.
+    with closing(scratch_connection()) as connection:
+        refresh_ctr_view(connection, storage)
+        contact = connection.sql("SELECT contactid FROM ctr LIMIT 1").fetchall()[0][0]
+        with storage.writer("parquet/ctr/dt=2020-01-01/ctr.parquet") as staged:
+            connection.execute(f"COPY (SELECT * EXCLUDE (dt) FROM ctr WHERE contactid = '{contact}') TO '{staged}' (FORMAT parquet)")
+    storage.write(raw_key(SAMPLE_START, 9, "new"), firehose_object(ctr_record("another", SAMPLE_START)))
+
+    summary = run_pipeline(settings.storage_url, instance=instance)
+
+    assert "ctr:contactid_unique" in summary.failed_checks and not summary.ok
+
+
+def test_expired_flatfiles_never_shrink_the_table(sample):
+    settings, storage, _ = sample
+    instance = dg.DagsterInstance.ephemeral()
+    run_pipeline(settings.storage_url, instance=instance)
+    rows = table_rows(storage)
+    hour_keys = [item.key for item in storage.list(f"raw/{SAMPLE_START:%Y/%m/%d/%H}/")]
+    for key in hour_keys:  # retention removed this hour's flatfiles
+        storage.delete(flat_key(key))
+
+    job = build_definitions(settings).resolve_job_def(ETL_JOB)
+    result = job.execute_in_process(
+        instance=instance, partition_key=partition_of_hour(SAMPLE_START),
+        run_config={"ops": {"flattened": {"config": {"reprocess": False}}}},
+    )
+
+    assert result.success
+    assert table_rows(storage) == rows
+
+
+def test_flatten_skips_done_objects_unless_asked_to_reprocess(sample):
+    settings, storage, _ = sample
+    instance = dg.DagsterInstance.ephemeral()
+    job = build_definitions(settings).resolve_job_def(ETL_JOB)
+    hour = partition_of_hour(SAMPLE_START + timedelta(hours=1))
+
+    def flattened_metadata(reprocess):
+        result = job.execute_in_process(instance=instance, partition_key=hour,
+                                        run_config={"ops": {"flattened": {"config": {"reprocess": reprocess}}}})
+        (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("flattened")]
+        return event.step_materialization_data.materialization.metadata
+
+    first = flattened_metadata(False)
+    second = flattened_metadata(False)
+    forced = flattened_metadata(True)
+
+    assert first["objects flattened"].value > 0
+    assert second["objects flattened"].value == 0
+    assert second["objects skipped (already flattened)"].value == first["objects flattened"].value
+    assert forced["objects flattened"].value == first["objects flattened"].value
