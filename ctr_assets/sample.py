@@ -35,7 +35,6 @@ import heapq
 import json
 import random
 import time
-import uuid
 from bisect import bisect
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -76,7 +75,7 @@ DELIVERY_DELAY_SECONDS = (3, 120)  # from LastUpdateTimestamp to arrival
 COLLIDING_ATTRIBUTES_RATE = 0.005
 UNICODE_VALUE_RATE = 0.02
 UNICODE_KEY_RATE = 0.005
-BRACES_VALUE_RATE = 0.002  # a value containing "}{", which naive splitting of concatenated JSON breaks
+BRACES_VALUE_RATE = 0.003  # a value containing "}{", which naive splitting of concatenated JSON breaks
 
 AGENTS_PER_CONTACT_PER_HOUR = 0.10
 MIN_AGENTS, MAX_AGENTS = 5, 200
@@ -110,8 +109,18 @@ COLLIDING_ATTRIBUTES = (
     (("callReason", "billing"), ("Call Reason", "Billing dispute")),
 )
 TASK_NAMES = ("Refund follow-up", "Address change", "Callback request review", "Complaint escalation")
-HANDLED_DISCONNECT_REASONS = (("CUSTOMER_DISCONNECT", 0.55), ("AGENT_DISCONNECT", 0.42), ("TELECOM_PROBLEM", 0.03))
-IVR_DISCONNECT_REASONS = (("CONTACT_FLOW_DISCONNECT", 0.85), ("CUSTOMER_DISCONNECT", 0.12), ("TELECOM_PROBLEM", 0.03))
+HANDLED_DISCONNECT_REASONS = (
+    ("CUSTOMER_DISCONNECT", 0.55),
+    ("AGENT_DISCONNECT", 0.42),
+    ("TELECOM_PROBLEM", 0.03),
+)
+IVR_DISCONNECT_REASONS = (
+    ("CONTACT_FLOW_DISCONNECT", 0.85),
+    ("CUSTOMER_DISCONNECT", 0.12),
+    ("TELECOM_PROBLEM", 0.03),
+)
+MEAN_WAIT_SECONDS = {"VOICE": 45, "CHAT": 60, "TASK": 600, "CALLBACK": 300, "UNANSWERED": 120}  # exponential
+TALK_LOG_MEAN = {"VOICE": 5.4, "CHAT": 6.0, "TASK": 5.8}  # lognormal, sigma 0.6: medians ~220 s, 400 s, 330 s
 SEGMENT_SUBTYPES = {"VOICE": "connect:Telephony", "CHAT": "connect:Chat", "TASK": "connect:Task"}
 MEDIA_STREAMS = {"VOICE": ("AUDIO",), "CHAT": ("CHAT",), "TASK": ()}
 
@@ -130,7 +139,7 @@ class _Random(random.Random):
 
     def pick(self, weighted: _Weighted[T]) -> T:
         values, cum_weights = weighted
-        return values[bisect(cum_weights, self.random() * cum_weights[-1])]
+        return values[bisect(cum_weights, self.random() * cum_weights[-1], 0, len(values) - 1)]
 
 
 def _weighted(pairs: Iterable[tuple[T, float]]) -> _Weighted[T]:
@@ -142,6 +151,8 @@ def _weighted(pairs: Iterable[tuple[T, float]]) -> _Weighted[T]:
 _MIX = _weighted(((kind, channel), share) for kind, channel, share in CONTACT_MIX)
 _HANDLED_DISCONNECT_REASONS = _weighted(HANDLED_DISCONNECT_REASONS)
 _IVR_DISCONNECT_REASONS = _weighted(IVR_DISCONNECT_REASONS)
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)  # version and variant bits
+_UUID4_SET = (4 << 76) | (0x8000 << 48)
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
@@ -154,11 +165,13 @@ class SampleStats:
     contacts: int  # distinct ContactIds
 
 
-def generate_ctrs(start: datetime, hours: int, contacts_per_hour: int, seed: int = 0) -> Iterator[tuple[datetime, dict]]:
+def generate_ctrs(
+    start: datetime, hours: int, contacts_per_hour: int, seed: int = 0
+) -> Iterator[tuple[datetime, dict]]:
     """Yield (arrival time UTC, CTR dict in Connect's own PascalCase shape), in arrival order.
 
-    `contacts_per_hour` counts initial contacts; a transfer adds a second ContactId. Memory stays bounded by
-    about one hour of contacts (plus pending re-deliveries), whatever `hours` is.
+    `contacts_per_hour` counts initial contacts; a transfer adds a second ContactId. Memory stays bounded by the
+    contacts in progress plus pending re-deliveries, whatever `hours` is. Every yielded dict is a fresh object.
     """
     for arrival, _, record, _ in _deliveries(start, hours, contacts_per_hour, seed):
         yield datetime.fromtimestamp(arrival, timezone.utc), record
@@ -191,8 +204,8 @@ def write_firehose_objects(
     def flush() -> None:
         nonlocal objects
         t = time.gmtime(last_arrival)
-        name = f"{stream}-1-{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}-{t.tm_hour:02d}-{t.tm_min:02d}-{t.tm_sec:02d}"
-        folder = f"raw/{t.tm_year:04d}/{t.tm_mon:02d}/{t.tm_mday:02d}/{t.tm_hour:02d}"
+        folder = time.strftime("raw/%Y/%m/%d/%H", t)
+        name = f"{stream}-1-{time.strftime('%Y-%m-%d-%H-%M-%S', t)}"
         write(f"{folder}/{name}-{_uuid(key_rng)}", "".join(parts).encode("utf-8"))
         objects += 1
         parts.clear()
@@ -209,11 +222,14 @@ def write_firehose_objects(
     return SampleStats(objects=objects, records=records, contacts=contacts)
 
 
-def _deliveries(start: datetime, hours: int, contacts_per_hour: int, seed: int) -> Iterator[tuple[int, int, dict, bool]]:
+def _deliveries(
+    start: datetime, hours: int, contacts_per_hour: int, seed: int
+) -> Iterator[tuple[int, int, dict, bool]]:
     """(arrival epoch second, sequence, record, first delivery of its ContactId) in arrival order.
 
-    Contacts are generated one initiation hour at a time into a heap; everything arriving before the next hour
-    starts can be released, because every later contact is initiated (so arrives) after that.
+    Contacts are generated in initiation order into a heap. Before each contact, everything that arrives before
+    its initiation is released: every contact still to come is initiated (so arrives) later. The heap holds only
+    contacts still in progress and pending re-deliveries, not an hour of traffic.
     """
     start_s = _epoch_hour(start)
     if hours < 0 or contacts_per_hour < 0:
@@ -225,11 +241,11 @@ def _deliveries(start: datetime, hours: int, contacts_per_hour: int, seed: int) 
     for hour in range(hours):
         hour_start = start_s + hour * 3600
         for initiation in sorted(hour_start + rng.between(0, 3599) for _ in range(contacts_per_hour)):
+            while pending and pending[0][0] < initiation:
+                yield heapq.heappop(pending)
             for arrival, record, first_delivery in maker.contact(initiation):
                 heapq.heappush(pending, (arrival, sequence, record, first_delivery))
                 sequence += 1
-        while pending and pending[0][0] < hour_start + 3600:
-            yield heapq.heappop(pending)
     while pending:
         yield heapq.heappop(pending)
 
@@ -243,15 +259,16 @@ def _epoch_hour(start: datetime) -> int:
     return int(start.timestamp())
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=4096)
 def _iso(epoch_second: int) -> str:
-    """Connect's timestamp format; cached because a busy hour reuses the same few thousand seconds."""
+    """Connect's timestamp format; cached because contacts in progress share the same few thousand seconds."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_second))
 
 
 def _uuid(rng: random.Random) -> str:
     """A version-4 UUID from `rng` (uuid.uuid4 would read the OS entropy pool and break determinism)."""
-    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    h = f"{rng.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET:032x}"  # what uuid.UUID(int=..., version=4) does
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _phone(rng: _Random, prefix: str = "") -> str:
@@ -284,7 +301,6 @@ class _ContactCentre:
     def __init__(self, rng: _Random, contacts_per_hour: int) -> None:
         self.account_id = str(rng.randrange(10**11, 10**12))
         instance_id = _uuid(rng)
-        self.instance_id = instance_id
         self.instance_arn = f"arn:aws:connect:{REGION}:{self.account_id}:instance/{instance_id}"
         self.recording_bucket = f"amazon-connect-{instance_id[-12:]}"
         self.system_phones = [_phone(rng, "800"), _phone(rng, "888")]
@@ -314,7 +330,8 @@ class _ContactCentre:
             usernames.add(username)
             p = 0 if i % 5 == 0 else 1 + i % len(names)
             profile_name, served = profiles[p]
-            site, department, team = sites[i % 2], profile_name.removesuffix(" Agents"), f"Team {i // AGENTS_PER_TEAM + 1}"
+            site, department = sites[i % 2], profile_name.removesuffix(" Agents")
+            team = f"Team {i // AGENTS_PER_TEAM + 1}"
             agent = _Agent(
                 arn=f"{self.instance_arn}/agent/{_uuid(rng)}",
                 username=username,
@@ -370,7 +387,11 @@ class _ContactMaker:
         """Contact-flow attributes, with the occasional unicode, colliding spellings or `}{` in a value."""
         rng = self.rng
         if channel == "VOICE":
-            attributes = {"greetingPlayed": "true", "customerType": rng.one_of(CUSTOMER_TYPES), "language": rng.one_of(LANGUAGES)}
+            attributes = {
+                "greetingPlayed": "true",
+                "customerType": rng.one_of(CUSTOMER_TYPES),
+                "language": rng.one_of(LANGUAGES),
+            }
         elif channel == "CHAT":
             attributes = {"customerName": "Guest", "language": rng.one_of(LANGUAGES), "channelSource": "web"}
         else:
@@ -401,11 +422,21 @@ class _ContactMaker:
     ) -> tuple[dict, int]:
         """A contact that waits in `queue`: handled by an agent when `answered`, else it leaves the queue."""
         rng = self.rng
-        mean_wait = {"VOICE": 45, "CHAT": 60, "TASK": 600}[channel] if answered else 120
-        if method == "CALLBACK":
-            mean_wait = 300
+        mean_wait = MEAN_WAIT_SECONDS[method if method == "CALLBACK" else channel if answered else "UNANSWERED"]
         dequeue = enqueue + min(3600, int(rng.expovariate(1 / mean_wait)))
-        common = dict(
+        agent, connected_to_agent, talk, holds, after_contact_work = None, 0, 0, (), 0
+        if answered:
+            agent = rng.pick(self.centre.agents_by_queue[queue])
+            connected_to_agent = dequeue + rng.between(0, 2)
+            talk = max(20, min(3600, int(rng.lognormvariate(TALK_LOG_MEAN[channel], 0.6))))
+            if channel == "VOICE" and rng.random() < HOLD_RATE:
+                holds = tuple(rng.between(5, 180) for _ in range(rng.one_of((1, 1, 1, 2, 2, 3))))
+            after_contact_work = rng.between(0, 240)
+            reason, attempts = rng.pick(_HANDLED_DISCONNECT_REASONS), 1 + (rng.random() < 0.08)
+        else:
+            reason = "CONTACT_FLOW_DISCONNECT" if method == "CALLBACK" else "CUSTOMER_DISCONNECT"
+            attempts = int(rng.random() < 0.1)
+        return self._record(
             ids=ids or self._ids(),
             previous_id=previous_id,
             channel=channel,
@@ -415,26 +446,14 @@ class _ContactMaker:
             attributes=attributes,
             customer=customer or (_phone(rng) if channel == "VOICE" else None),
             queue=(self.centre.queues[queue], enqueue, dequeue),
-        )
-        if not answered:
-            reason = "CONTACT_FLOW_DISCONNECT" if method == "CALLBACK" else "CUSTOMER_DISCONNECT"
-            attempts = int(rng.random() < 0.1)
-            return self._record(**common, disconnect=dequeue, reason=reason, attempts=attempts)
-        agent = rng.pick(self.centre.agents_by_queue[queue])
-        talk_mu = {"VOICE": 5.4, "CHAT": 6.0, "TASK": 5.8}[channel]
-        talk = max(20, min(3600, int(rng.lognormvariate(talk_mu, 0.6))))
-        holds = ()
-        if channel == "VOICE" and rng.random() < HOLD_RATE:
-            holds = tuple(rng.between(5, 180) for _ in range(rng.one_of((1, 1, 1, 2, 2, 3))))
-        return self._record(
-            **common,
+            disconnect=dequeue,
             agent=agent,
-            connected_to_agent=dequeue + rng.between(0, 2),
+            connected_to_agent=connected_to_agent,
             talk=talk,
             holds=holds,
-            after_contact_work=rng.between(0, 240),
-            reason=rng.pick(_HANDLED_DISCONNECT_REASONS),
-            attempts=1 + (rng.random() < 0.08),
+            after_contact_work=after_contact_work,
+            reason=reason,
+            attempts=attempts,
         )
 
     def _ivr_only(self, initiation: int) -> tuple[dict, int]:
@@ -531,6 +550,7 @@ class _ContactMaker:
         agent_info = None
         end_of_work = disconnect
         if agent is not None:
+            level1, level2, level3 = agent.groups
             disconnect = connected_to_agent + talk + sum(holds)
             end_of_work = disconnect + after_contact_work
             agent_info = {
@@ -542,8 +562,9 @@ class _ContactMaker:
                 "ConnectedToAgentTimestamp": _iso(connected_to_agent),
                 "CustomerHoldDuration": sum(holds),
                 "HierarchyGroups": {
-                    f"Level{level}": {"ARN": arn, "GroupName": name}
-                    for level, (arn, name) in enumerate(agent.groups, start=1)
+                    "Level1": {"ARN": level1[0], "GroupName": level1[1]},
+                    "Level2": {"ARN": level2[0], "GroupName": level2[1]},
+                    "Level3": {"ARN": level3[0], "GroupName": level3[1]},
                 },
                 "LongestHoldDuration": max(holds, default=0),
                 "NumberOfHolds": len(holds),
@@ -594,12 +615,14 @@ class _ContactMaker:
             "TransferredToEndpoint": None,
         }
         if channel == "VOICE":
-            record["SystemEndpoint"] = {"Address": system or rng.one_of(centre.system_phones), "Type": "TELEPHONE_NUMBER"}
+            address = system or rng.one_of(centre.system_phones)
+            record["SystemEndpoint"] = {"Address": address, "Type": "TELEPHONE_NUMBER"}
         if channel == "TASK":
             record["Name"] = rng.one_of(TASK_NAMES)
             record["Description"] = f"Created from CRM case {rng.randrange(10**5, 10**6)}"
         if rng.random() < TAGS_RATE:
-            record["Tags"] = {"Department": queue_info["Name"] if queue_info else "IVR", "CostCenter": f"CC-{rng.between(100, 120)}"}
+            department = queue_info["Name"] if queue_info else "IVR"
+            record["Tags"] = {"Department": department, "CostCenter": f"CC-{rng.between(100, 120)}"}
         if rng.random() < SEGMENT_ATTRIBUTES_RATE:
             record["SegmentAttributes"] = {"connect:Subtype": {"ValueString": SEGMENT_SUBTYPES[channel]}}
         return record, last_update
@@ -607,9 +630,10 @@ class _ContactMaker:
     def _recordings(self, contact_id: str, start: int, stop: int) -> tuple[dict, list[dict]]:
         """The call recording in S3 (both `Recording` and `Recordings[0]`), sometimes also a live KVS stream."""
         rng = self.rng
-        day = time.strftime("%Y/%m/%d", time.gmtime(start))
-        minute = time.strftime("%Y%m%dT%H:%M", time.gmtime(start))
-        location = f"{self.centre.recording_bucket}/connect/{INSTANCE_ALIAS}/CallRecordings/{day}/{contact_id}_{minute}_UTC.wav"
+        started, stopped = _iso(start), _iso(stop)
+        day, minute = started[:10].replace("-", "/"), f"{started[:10].replace('-', '')}T{started[11:16]}"
+        folder = f"{self.centre.recording_bucket}/connect/{INSTANCE_ALIAS}/CallRecordings/{day}"
+        location = f"{folder}/{contact_id}_{minute}_UTC.wav"
         recording = {"DeletionReason": None, "Location": location, "Status": "AVAILABLE", "Type": "AUDIO"}
         recordings = [
             {
@@ -619,9 +643,9 @@ class _ContactMaker:
                 "Location": location,
                 "MediaStreamType": "AUDIO",
                 "ParticipantType": None,
-                "StartTimestamp": _iso(start),
+                "StartTimestamp": started,
                 "Status": "AVAILABLE",
-                "StopTimestamp": _iso(stop),
+                "StopTimestamp": stopped,
                 "StorageType": "S3",
             }
         ]
@@ -637,9 +661,9 @@ class _ContactMaker:
                     f"{INSTANCE_ALIAS}-contact-{contact_id}/{rng.randrange(10**12, 10**13)}",
                     "MediaStreamType": "AUDIO",
                     "ParticipantType": "CUSTOMER",
-                    "StartTimestamp": _iso(start),
+                    "StartTimestamp": started,
                     "Status": "AVAILABLE",
-                    "StopTimestamp": _iso(stop),
+                    "StopTimestamp": stopped,
                     "StorageType": "KINESIS_VIDEO_STREAM",
                 }
             )
