@@ -4,10 +4,10 @@ Types are DuckDB type trees (see `schema.py`): a string for a scalar, a dict for
 list for a list. `"*"` in a struct means "every field of this object". Per-field policy on a value that
 does not fit (design rule 4):
 
-- timestamps must be ISO-8601 strings; they are rewritten to UTC (`...Z`) so readers agree on the instant.
-  Anything else quarantines the record.
-- durations and counts must be integers (an integral float such as `12.0` is taken as `12`); anything
-  else quarantines the record.
+- timestamps must be ISO-8601 strings naming a real instant (no offset means UTC); they are rewritten to
+  UTC (`...Z`) so readers agree on the instant. Anything else quarantines the record.
+- durations and counts must be integers that fit BIGINT (an integral float such as `12.0` is taken as
+  `12`); anything else quarantines the record.
 - strings widen losslessly: a number or boolean becomes its JSON text; an object or list quarantines.
 - known objects (agent, queue, endpoints, ...) must be objects or null; anything else quarantines.
 - attribute and tag values are always text: non-string values become their JSON text.
@@ -15,6 +15,7 @@ does not fit (design rule 4):
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timezone
 from typing import Any
@@ -105,7 +106,9 @@ KNOWN_FIELDS: dict[str, Any] = {
 
 # Fields every usable record needs: the dedup key and the table's partition date.
 REQUIRED_FIELDS = ("contactid", "initiationtimestamp")
-CANONICAL_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
+# Already what we would write, so kept as given once it parses (ASCII digits: `\d` takes any script's).
+CANONICAL_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z")
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 
 
 class FieldProblem(ValueError):
@@ -141,9 +144,10 @@ def _conform_value(value: Any, spec: Any, path: str) -> Any:
     if spec == TIMESTAMP:
         return _utc_timestamp(value, path)
     if spec == INTEGER:
-        if type(value) is int or (type(value) is float and value.is_integer()):
-            return int(value)
-        raise FieldProblem("type_conflict", path, f"expected an integer, got {_describe(value)}")
+        number = int(value) if type(value) is float and value.is_integer() else value
+        if type(number) is int and BIGINT_MIN <= number <= BIGINT_MAX:
+            return number
+        raise FieldProblem("type_conflict", path, f"expected a BIGINT integer, got {_describe(value)}")
     if spec == STRING:
         if type(value) is str:
             return value
@@ -164,16 +168,14 @@ def _conform_value(value: Any, spec: Any, path: str) -> Any:
 
 def _utc_timestamp(value: Any, path: str) -> str:
     if type(value) is str:
-        if CANONICAL_UTC.fullmatch(value):
-            return value
         try:
             moment = datetime.fromisoformat(value)
-        except ValueError:
-            pass
-        else:
             if moment.tzinfo is not None:
                 moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-            return moment.isoformat(timespec="microseconds") + "Z"
+        except (ValueError, OverflowError):  # not ISO-8601, no such date, or its UTC instant is out of range
+            pass
+        else:
+            return value if CANONICAL_UTC.fullmatch(value) else moment.isoformat(timespec="microseconds") + "Z"
     raise FieldProblem("type_conflict", path, f"expected an ISO-8601 timestamp, got {_describe(value)}")
 
 
@@ -184,5 +186,6 @@ def _json_kind(value: Any) -> str:
 
 
 def _describe(value: Any) -> str:
-    text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode() if value is not None else "null"
+    # The standard library here: this path is rare, and it writes any value (orjson stops at 64 bits).
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)
     return f"{_json_kind(value)} {text[:60]}"

@@ -2,7 +2,8 @@
 
 Every key at every depth becomes `re.sub(r'\\W+', '', key.lower())`. When two keys of one object land on
 the same name, the first keeps it and the others get `_2`, `_3`, ... in input order (skipping names
-already taken), and each such rename is counted. Repeated keys in the raw JSON are treated the same way.
+already taken, including names other keys of the object normalize to), and each such rename is counted.
+Repeated keys in the raw JSON are treated the same way.
 """
 
 from __future__ import annotations
@@ -32,16 +33,15 @@ def normalize_keys(value: Any) -> tuple[Any, int]:
 def _normalize(value: Any, collisions: list[int]) -> Any:
     kind = type(value)
     if kind is dict or kind is DuplicateKeys:
-        pairs = value.items() if kind is dict else value
-        out: dict[str, Any] = {}
-        for key, item in pairs:
-            name = normalize_key(key)
-            if name in out:
-                name = _free_name(name, out)
-                collisions[0] += 1
-            item_kind = type(item)
-            out[name] = _normalize(item, collisions) if item_kind in _CONTAINERS else item
-        return out
+        pairs = list(value.items()) if kind is dict else value
+        names = [normalize_key(key) for key, _ in pairs]
+        taken = set(names)
+        if len(taken) < len(names):
+            names = _suffix_repeats(names, taken, collisions)
+        return {
+            name: _normalize(item, collisions) if type(item) in _CONTAINERS else item
+            for name, (_, item) in zip(names, pairs)
+        }
     if kind is list:
         return [_normalize(item, collisions) if type(item) in _CONTAINERS else item for item in value]
     return value
@@ -50,7 +50,22 @@ def _normalize(value: Any, collisions: list[int]) -> Any:
 _CONTAINERS = frozenset({dict, list, DuplicateKeys})
 
 
-def _free_name(name: str, taken: dict[str, Any]) -> str:
+def _suffix_repeats(names: list[str], taken: set[str], collisions: list[int]) -> list[str]:
+    """Later repeats of a name take the first free suffix; a name some key normalizes to is never free,
+    so a real `a_2` keeps its own name and its meaning across records."""
+    seen: set[str] = set()
+    unique = []
+    for name in names:
+        if name in seen:
+            name = _free_name(name, taken)
+            taken.add(name)
+            collisions[0] += 1
+        seen.add(name)
+        unique.append(name)
+    return unique
+
+
+def _free_name(name: str, taken: set[str]) -> str:
     suffix = 2
     while f"{name}_{suffix}" in taken:
         suffix += 1

@@ -15,6 +15,9 @@ Type = Any  # str | dict[str, Type] | list[Type]
 # Auto-detection guesses these from string contents; unknown fields keep their text instead, so a value
 # such as "2026-11-27" in a contact attribute is never silently re-typed.
 _GUESSED_FROM_TEXT = {"DATE", "TIME", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "UUID", "JSON", "NULL"}
+# Integers beyond 64 bits are detected as these, but Parquet has no 128-bit integer (DuckDB would write
+# DOUBLE and lose digits), so unknown fields holding them keep their exact text.
+_TOO_WIDE_FOR_PARQUET = {"HUGEINT", "UHUGEINT"}
 _NUMERIC_WIDENING = {frozenset({"BIGINT", "DOUBLE"}): "DOUBLE", frozenset({"BIGINT", "UBIGINT"}): "DOUBLE"}
 
 
@@ -70,7 +73,8 @@ def _pin_unknown(kind: Type) -> Type:
         return {name: _pin_unknown(sub) for name, sub in kind.items()} if kind else STRING
     if isinstance(kind, list):
         return [_pin_unknown(kind[0])]
-    return STRING if kind in _GUESSED_FROM_TEXT or kind.startswith(("MAP(", "UNION(")) else kind
+    as_text = kind in _GUESSED_FROM_TEXT or kind in _TOO_WIDE_FOR_PARQUET or kind.startswith(("MAP(", "UNION("))
+    return STRING if as_text else kind
 
 
 def merge(old: Type, new: Type) -> Type:
@@ -113,7 +117,7 @@ def cast_expression(expr: str, kind: Type, target: Type) -> str:
         )
         return f"CASE WHEN {expr} IS NULL THEN NULL ELSE struct_pack({fields}) END"
     if isinstance(kind, list) and isinstance(target, list):
-        return f"list_transform({expr}, item -> {cast_expression('item', kind[0], target[0])})"
+        return f"list_transform({expr}, lambda item: {cast_expression('item', kind[0], target[0])})"
     return f"CAST({expr} AS {render(target)})"
 
 

@@ -5,7 +5,9 @@ them. The fast path cuts at `}` followed by optional whitespace and `{`, and par
 a cut that falls inside a string (a value containing `}{`) fails with "unexpected end of data" and is
 extended to the next cut. Anything orjson rejects is re-read exactly with the standard library decoder,
 which also keeps duplicate keys (orjson silently keeps only the last). Bytes that decode to nothing are
-reported as a `Rejected` range and scanning resumes at the next `{` from which a value decodes.
+reported as a `Rejected` range and scanning resumes at the next `{` from which a value decodes. A value
+whose extent is known but whose content is unusable (invalid UTF-8, NaN or Infinity, a lone surrogate
+escape) is rejected whole and scanning resumes right after it, so nothing inside it passes for a record.
 """
 
 from __future__ import annotations
@@ -23,8 +25,16 @@ WHITESPACE = b" \t\r\n"
 # A record may end at a `}` that is followed by optional whitespace and the next record's `{`.
 CUT_POINT = re.compile(rb"\}(?=[ \t\r\n]*\{)")
 MAX_RECORD_BYTES = 4 * 1024 * 1024  # Firehose records are at most 1,000 KiB; the exact path reads this far
+# The exact path decodes a small window first and re-reads in the large one only what fails in it, so
+# splitting an object of many non-compact records stays linear instead of decoding MAX_RECORD_BYTES each.
+EXACT_WINDOWS = (64 * 1024, MAX_RECORD_BYTES)
+# Rejections whose byte range is the whole value: scanning resumes after it rather than inside it.
+VALUE_PROBLEMS = frozenset({"invalid_number", "invalid_utf8", "invalid_unicode"})
+# Only text with a surrogate escape can decode to a lone surrogate, which no UTF-8 writer accepts.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 MAX_FAST_EXTENSIONS = 64
 INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
+MAX_INT_CHARS = max(len(str(INT64_MIN)), len(str(UINT64_MAX)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +70,7 @@ def split_values(data: bytes) -> Iterator[Record | Rejected]:
             yield decoded
             pos = _skip_whitespace(data, decoded.end)
             continue
-        resume = _next_decodable_start(data, view, pos)
+        resume = decoded.end if decoded.reason in VALUE_PROBLEMS else _next_decodable_start(data, view, pos)
         yield Rejected(pos, resume, decoded.reason, decoded.detail)
         pos = resume
 
@@ -111,21 +121,52 @@ def _rstrip_end(data: bytes) -> int:
 
 def _decode_exact(data: bytes, start: int) -> Record | Rejected:
     """The standard library decoder on a bounded window: exact value end, duplicate keys kept."""
-    window = data[start : start + MAX_RECORD_BYTES]
+    for size in EXACT_WINDOWS:
+        decoded = _decode_window(data, start, size)
+        if isinstance(decoded, Record) or decoded.reason in VALUE_PROBLEMS or start + size >= len(data):
+            break
+    return decoded
+
+
+def _decode_window(data: bytes, start: int, size: int) -> Record | Rejected:
+    window = data[start : start + size]
     text = window.decode("utf-8", "surrogateescape")
     try:
         value, end_char = _EXACT_DECODER.raw_decode(text)
     except json.JSONDecodeError as error:
-        ran_out = error.pos >= len(text.rstrip()) - 1 or error.msg.startswith("Unterminated")
-        return Rejected(start, start + len(window), "truncated" if ran_out else "invalid_json", error.msg)
+        return _syntax_rejection(start, window, text, error)
     except ValueError as error:
-        return Rejected(start, start + len(window), "invalid_json", str(error))
-    end = start + len(text[:end_char].encode("utf-8", "surrogateescape"))
+        # NaN, Infinity or a number beyond double range: not JSON, but the lenient decoder finds its end.
+        try:
+            end_char = _LENIENT_DECODER.raw_decode(text)[1]
+        except json.JSONDecodeError as syntax_error:
+            return _syntax_rejection(start, window, text, syntax_error)
+        return Rejected(start, start + _byte_length(text[:end_char]), "invalid_number", str(error))
+    end = start + _byte_length(text[:end_char])
     try:
         data[start:end].decode("utf-8")
     except UnicodeDecodeError as error:
         return Rejected(start, end, "invalid_utf8", str(error))
+    if SURROGATE_ESCAPE.search(data, start, end) and not _utf8_writable(value):
+        return Rejected(start, end, "invalid_unicode", "a \\u escape leaves a lone surrogate, which UTF-8 cannot hold")
     return Record(start, end, value)
+
+
+def _syntax_rejection(start: int, window: bytes, text: str, error: json.JSONDecodeError) -> Rejected:
+    ran_out = error.pos >= len(text.rstrip()) - 1 or error.msg.startswith("Unterminated")
+    return Rejected(start, start + len(window), "truncated" if ran_out else "invalid_json", error.msg)
+
+
+def _byte_length(text: str) -> int:
+    return len(text.encode("utf-8", "surrogateescape"))
+
+
+def _utf8_writable(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _next_decodable_start(data: bytes, view: memoryview, after: int) -> int:
@@ -145,6 +186,8 @@ def _keep_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict | DuplicateKeys:
 
 def _parse_int(text: str) -> int | str:
     """Integers outside what Parquet and orjson hold (int64..uint64) are kept as their decimal text."""
+    if len(text) > MAX_INT_CHARS:  # also spares int() its 4300-digit limit
+        return text
     value = int(text)
     return value if INT64_MIN <= value <= UINT64_MAX else text
 
@@ -166,3 +209,5 @@ _EXACT_DECODER = json.JSONDecoder(
     parse_float=_parse_float,
     parse_constant=_reject_constant,
 )
+# Finds where an unusable value ends; it never raises on a number or constant.
+_LENIENT_DECODER = json.JSONDecoder(parse_int=str, parse_float=str, parse_constant=str)

@@ -16,7 +16,7 @@ from ctr_assets.storage import Storage
 
 TABLE_PREFIX = "parquet/ctr/"
 # Columns the table adds to each CTR: where the winning copy came from and when it arrived.
-LINEAGE_COLUMNS = ("_source_key", "_arrived_at")
+LINEAGE_COLUMNS = {"_source_key": "VARCHAR", "_arrived_at": "TIMESTAMP"}
 
 # The dedup rule: latest LastUpdateTimestamp wins; ties go to the later arrival (object, then key). A copy
 # already in the table (`_origin` 0) wins a complete tie, so re-merging the same input rewrites nothing;
@@ -49,7 +49,12 @@ def table_files(storage: Storage) -> list[str]:
 
 
 def file_schema(connection: Any, storage: Storage, key: str) -> dict[str, Type]:
-    return relation_schema(connection.sql(f"SELECT * FROM read_parquet({sql_text(storage.uri(key))}) LIMIT 0"))
+    return relation_schema(connection.sql(f"SELECT * FROM {_read_partition(storage, key)} LIMIT 0"))
+
+
+def _read_partition(storage: Storage, key: str) -> str:
+    """One partition file as stored: `dt` is in its path, and read as a column it would be written back in."""
+    return f"read_parquet({sql_text(storage.uri(key))}, hive_partitioning=false)"
 
 
 def table_schema(connection: Any, storage: Storage) -> tuple[dict[str, Type], dict[str, dict[str, Type]]]:
@@ -75,7 +80,10 @@ def merge_flatfiles(connection: Any, storage: Storage, flat_keys: Iterable[str])
     detected = relation_schema(connection.sql(f"SELECT * FROM {reader}, sample_size=-1) LIMIT 0"))
     detected.pop("_flatfile", None)
     current, per_file = table_schema(connection, storage)
-    target = merge(current, pin(detected))
+    if "contactid" not in detected:  # every flattened record has one: these flatfiles hold no records
+        result.schema = current
+        return result
+    target = merge(merge(current, pin(detected)), LINEAGE_COLUMNS)
     batch_columns = {name: target[name] for name in pin(detected)}
     columns = "{" + ", ".join(f"{sql_text(name)}: {sql_text(render(kind))}" for name, kind in batch_columns.items())
     connection.execute(
@@ -116,9 +124,7 @@ def _merge_partition(connection: Any, storage: Storage, dt: str, target: dict[st
     key = partition_file(dt)
     batch = f"SELECT * FROM batch WHERE strftime(initiationtimestamp, '%Y-%m-%d') = {sql_text(dt)}"
     if storage.exists(key):
-        existing = (
-            f"SELECT *, NULL AS _row_hash, 0 AS _origin FROM read_parquet({sql_text(storage.uri(key))})"
-        )
+        existing = f"SELECT *, NULL AS _row_hash, 0 AS _origin FROM {_read_partition(storage, key)}"
         candidates = f"{existing} UNION ALL BY NAME {batch}"
     else:
         candidates = batch
@@ -134,10 +140,10 @@ def _merge_partition(connection: Any, storage: Storage, dt: str, target: dict[st
         inserted = _scalar(
             connection,
             f"SELECT count(*) FROM merged m WHERE _origin = 1 AND NOT EXISTS "
-            f"(SELECT 1 FROM read_parquet({sql_text(storage.uri(key))}) e WHERE e.contactid = m.contactid)",
+            f"(SELECT 1 FROM {_read_partition(storage, key)} e WHERE e.contactid = m.contactid)",
         )
     present = _columns(connection, "merged")
-    ordered = ", ".join(quote(name) for name in [*target, *LINEAGE_COLUMNS] if name in present)
+    ordered = ", ".join(quote(name) for name in target if name in present)
     _write_parquet(connection, storage, key, f"SELECT {ordered} FROM merged ORDER BY contactid")
     return inserted, changed - inserted
 
@@ -147,7 +153,7 @@ def _rewrite_partition(connection: Any, storage: Storage, key: str, schema: dict
     select = ", ".join(
         f"{cast_expression(quote(name), kind, target.get(name, kind))} AS {quote(name)}" for name, kind in schema.items()
     )
-    _write_parquet(connection, storage, key, f"SELECT {select} FROM read_parquet({sql_text(storage.uri(key))})")
+    _write_parquet(connection, storage, key, f"SELECT {select} FROM {_read_partition(storage, key)}")
 
 
 def _write_parquet(connection: Any, storage: Storage, key: str, query: str) -> None:
