@@ -153,7 +153,7 @@ _HANDLED_DISCONNECT_REASONS = _weighted(HANDLED_DISCONNECT_REASONS)
 _IVR_DISCONNECT_REASONS = _weighted(IVR_DISCONNECT_REASONS)
 _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)  # version and variant bits
 _UUID4_SET = (4 << 76) | (0x8000 << 48)
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)  # records are trees
 
 
 @dataclass(frozen=True)
