@@ -23,6 +23,7 @@ from ctr_assets.warehouse import (
     build_aggregate,
     fetch_table,
     markdown_table,
+    metric_parameters,
     refresh_ctr_view,
     scratch_connection,
 )
@@ -184,11 +185,11 @@ def _aggregate_asset(name: str) -> dg.AssetsDefinition:
     )
 
     @dg.asset(name=name, deps=[CTR], group_name="dashboards", kinds={"duckdb", "parquet"}, description=description)
-    def aggregate(storage: Storage, warehouse: DuckDBResource):
+    def aggregate(storage: Storage, warehouse: DuckDBResource, settings: CtrSettings):
         with warehouse.get_connection() as connection:
             if not refresh_ctr_view(connection, storage):
                 raise dg.Failure(f"{name}: the ctr table has no data yet; materialize ctr first")
-            rows = build_aggregate(connection, storage, name)
+            rows = build_aggregate(connection, storage, name, metric_parameters(settings))
             columns, data = fetch_table(connection, f"SELECT * FROM {name}")
         return dg.MaterializeResult(
             metadata={

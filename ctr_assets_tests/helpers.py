@@ -42,3 +42,62 @@ def firehose_object(*records: dict) -> bytes:
 def raw_key(hour: datetime, second: int = 0, suffix: str = "0000") -> str:
     moment = hour + timedelta(seconds=second)
     return f"raw/{moment:%Y/%m/%d/%H}/ctr-stream-1-{moment:%Y-%m-%d-%H-%M-%S}-{suffix}"
+
+
+def connect_contact(
+    contact_id: str,
+    initiated: datetime,
+    *,
+    method: str = "INBOUND",
+    queue: str | None = None,
+    enqueued: datetime | None = None,
+    wait: int = 0,
+    agent: str | None = None,
+    talk: int = 0,
+    holds: tuple[int, ...] = (),
+    acw: int = 0,
+    reason: str = "CUSTOMER_DISCONNECT",
+    updated: datetime | None = None,
+    **fields,
+) -> dict:
+    """A CTR with Queue and Agent filled in as Connect does: `wait` seconds in `queue` from `enqueued` (None:
+    the queue is named but the contact never waited in it, as for outbound), then `talk` seconds with `agent`
+    plus `holds`, then `acw` seconds of after-contact work. No agent: it ends when it leaves the queue."""
+    stamp = lambda moment: moment.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    dequeued = enqueued + timedelta(seconds=wait) if enqueued else None
+    ended = dequeued or initiated + timedelta(seconds=60)
+    record_agent = None
+    if agent is not None:
+        connected = dequeued or initiated + timedelta(seconds=5)
+        ended = connected + timedelta(seconds=talk + sum(holds))
+        record_agent = {
+            "ARN": f"arn:aws:connect:us-east-1:111122223333:instance/test/agent/{agent}",
+            "Username": agent,
+            "ConnectedToAgentTimestamp": stamp(connected),
+            "AgentInteractionDuration": talk,
+            "CustomerHoldDuration": sum(holds),
+            "NumberOfHolds": len(holds),
+            "LongestHoldDuration": max(holds, default=0),
+            "AfterContactWorkStartTimestamp": stamp(ended),
+            "AfterContactWorkEndTimestamp": stamp(ended + timedelta(seconds=acw)),
+            "AfterContactWorkDuration": acw,
+        }
+    record_queue = queue and {
+        "ARN": f"arn:aws:connect:us-east-1:111122223333:instance/test/queue/{queue}",
+        "Name": queue,
+        "EnqueueTimestamp": enqueued and stamp(enqueued),
+        "DequeueTimestamp": dequeued and stamp(dequeued),
+        "Duration": wait,
+    }
+    return ctr_record(
+        contact_id,
+        initiated,
+        updated or ended + timedelta(seconds=acw + 5),
+        InitiationMethod=method,
+        DisconnectTimestamp=stamp(ended),
+        DisconnectReason=reason,
+        Queue=record_queue,
+        Agent=record_agent,
+        **fields,
+    )
+
