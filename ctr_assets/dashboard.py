@@ -165,18 +165,20 @@ def _volume_chart(rows: list[tuple], hours: list[datetime], hourly: bool, queue_
     if hourly:
         labels = hours
         slot = {hour: i for i, hour in enumerate(hours)}
-        position, scale = (lambda moment: slot[moment]), 1
+        position, scale = (lambda moment: slot[moment]), (lambda moment: 1)
         title = "Contacts queued per hour, by queue"
-        note = "Hour the contact entered the queue."
+        note = "The hour the contact entered the queue."
     else:
-        days = (hours[-1].date() - hours[0].date()).days + 1 if hours else 1
+        # Averaged over the days that had contacts in that hour, so a partial first or last day does not
+        # dilute it (nor does a day the centre was closed).
+        days = {hour: len({moment.date() for moment, *_ in rows if moment.hour == hour}) for hour in range(24)}
         labels = list(range(24))
-        position, scale = (lambda moment: moment.hour), 1 / days
+        position, scale = (lambda moment: moment.hour), (lambda moment: 1 / days[moment.hour])
         title = "Contacts queued by hour of day, by queue"
-        note = f"Average per day over {days} days; hour the contact entered the queue."
+        note = "Average per day with contacts in that hour; the hour the contact entered the queue."
     series = {name: [0.0] * len(labels) for name in shown}
     for moment, queue, queued in rows:
-        series[queue if queue in series else "other queues"][position(moment)] += queued * scale
+        series[queue if queue in series else "other queues"][position(moment)] += queued * scale(moment)
     legend = [(name, PALETTE[i % len(PALETTE)]) for i, name in enumerate(shown)]
     tick = (lambda hour: f"{hour:%H:%M}" if hour.hour else f"{hour:%a %d} 00:00") if hourly else (lambda h: f"{h:02d}")
     svg = _columns([tick(label) for label in labels], [(name, colour, series[name]) for name, colour in legend])
@@ -339,19 +341,22 @@ def _svg(body: str, label: str) -> str:
     return f"<svg viewBox='0 0 {CHART_WIDTH} {CHART_HEIGHT}' role='img' aria-label='{escape(label)}'>{body}</svg>"
 
 
-def _ticks(value: float) -> list[float]:
-    """Round axis values from 0 to at least `value`: 3 to 5 steps of 1, 2, 2.5 or 5 times a power of ten."""
-    if value <= 0:
+def _ticks(high: float, low: float = 0.0) -> list[float]:
+    """Round axis values covering `low` to `high`: 3 to 5 steps of 1, 2, 2.5 or 5 times a power of ten."""
+    if high <= low:
+        low = 0.0
+    if high <= 0:
         return [0.0, 1.0]
-    rough = value / 4
+    rough = (high - low) / 4
     power = 10 ** math.floor(math.log10(rough))
     step = next(size * power for size in (1, 2, 2.5, 5, 10) if size * power >= rough)
-    return [step * i for i in range(math.ceil(value / step - 1e-9) + 1)]
+    start = math.floor(low / step) * step
+    return [start + step * i for i in range(math.ceil((high - start) / step - 1e-9) + 1)]
 
 
 def _height(ticks: list[float]):
-    """Maps a value to its y in the plot area, 0 at the bottom and the last tick at the top."""
-    return lambda value: CHART_HEIGHT - _BOTTOM - value / ticks[-1] * _PLOT_HEIGHT
+    """Maps a value to its y in the plot area: the first tick at the bottom, the last at the top."""
+    return lambda value: CHART_HEIGHT - _BOTTOM - (value - ticks[0]) / (ticks[-1] - ticks[0]) * _PLOT_HEIGHT
 
 
 def _gridlines(ticks: list[float], y, label) -> str:
@@ -391,8 +396,8 @@ def _columns(labels: list[str], series: list[tuple[str, str, list[float]]]) -> s
             if values[i] <= 0:
                 continue
             top, stacked = y(stacked + values[i]), stacked + values[i]
-            parts.append(f"<rect x='{x:.1f}' y='{top:.1f}' width='{width:.1f}' "
-                         f"height='{values[i] / ticks[-1] * _PLOT_HEIGHT:.1f}' fill='{colour}'>"
+            parts.append(f"<rect x='{x:.1f}' y='{top:.1f}' width='{width:.1f}' height='{y(0) - y(values[i]):.1f}' "
+                         f"fill='{colour}'>"
                          f"<title>{escape(label)} · {escape(name)}: {_short_number(values[i])}</title></rect>")
     parts.append(_x_labels(labels, lambda i: _LEFT + (i + 0.5) * slot))
     return _svg("".join(parts), "stacked columns")
@@ -425,9 +430,11 @@ def _lines(labels: list[str], series: list[tuple[str, str, list[float | None]]],
 
 
 def _scatter(points: list[tuple[str, float, float]], reference: float | None) -> str:
-    """Agents as dots: contacts handled across, average handle time (ticks in whole minutes) up."""
+    """Agents as dots: contacts handled across (from 0), average handle time up (ticks in minutes, zoomed
+    to the agents' range so that outliers stand out)."""
     across = _ticks(max(handled for _, handled, _ in points))
-    up = [60 * minutes for minutes in _ticks(max(max(handle for *_, handle in points), reference or 0) / 60)]
+    handle_times = [handle for *_, handle in points] + ([reference] if reference else [])
+    up = [60 * minutes for minutes in _ticks(max(handle_times) / 60, min(handle_times) / 60)]
     x = lambda value: _LEFT + value / across[-1] * _PLOT_WIDTH  # noqa: E731
     y = _height(up)
     parts = [_gridlines(up, y, _duration)]
