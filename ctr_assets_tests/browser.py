@@ -45,25 +45,36 @@ class Browser:
         os.close(from_browser)
         self._buffer, self._next_id, self._session = b"", 0, None
         self.events: list[dict] = []
-        page = next(target for target in self._call("Target.getTargets")["targetInfos"] if target["type"] == "page")
-        self._session = self._call("Target.attachToTarget", {"targetId": page["targetId"], "flatten": True})["sessionId"]
-        self.viewport(width, height)
-        self._call("Network.enable")
-        self._call("Network.emulateNetworkConditions",
-                   {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
-        self._call("Page.enable")
+        try:
+            page = next(target for target in self._call("Target.getTargets")["targetInfos"] if target["type"] == "page")
+            attached = self._call("Target.attachToTarget", {"targetId": page["targetId"], "flatten": True})
+            self._session = attached["sessionId"]
+            self.viewport(width, height)
+            self._call("Network.enable")
+            self._call("Network.emulateNetworkConditions",
+                       {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+            self._call("Page.enable")
+        except BaseException:
+            self._stop(graceful=False)
+            raise
 
     def __enter__(self) -> "Browser":
         return self
 
     def __exit__(self, *_) -> None:
+        self._stop(graceful=True)
+
+    def _stop(self, graceful: bool) -> None:
         try:
-            self._call("Browser.close")
-            self.process.wait(timeout=TIMEOUT_SECONDS)
+            if graceful:
+                self._call("Browser.close")
+                self.process.wait(timeout=TIMEOUT_SECONDS)
         except (OSError, RuntimeError, subprocess.TimeoutExpired):
-            self.process.kill()
-            self.process.wait()
+            graceful = False
         finally:
+            if not graceful:
+                self.process.kill()
+                self.process.wait()
             os.close(self._to_browser)
             os.close(self._from_browser)
 
