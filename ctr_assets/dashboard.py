@@ -37,9 +37,7 @@ TOTALS = """
 SELECT min(day) AS first_day, max(day) AS last_day, sum(contacts) AS contacts,
        sum(contacts_queued) AS queued, sum(contacts_handled) AS handled, sum(contacts_answered) AS answered,
        sum(contacts_abandoned) AS abandoned, sum(contacts_within_service_level) AS within_service_level,
-       sum(queue_answer_seconds) AS queue_answer_seconds, sum(handle_seconds) AS handle_seconds,
-       sum(contacts_put_on_hold) AS put_on_hold, sum(hold_seconds) AS hold_seconds,
-       sum(callbacks) AS callbacks, sum(transfers_out) AS transfers_out
+       sum(queue_answer_seconds) AS queue_answer_seconds, sum(handle_seconds) AS handle_seconds
 FROM daily_summary
 """
 QUEUED_PER_HOUR = """
@@ -163,25 +161,25 @@ def _volume_chart(rows: list[tuple], hours: list[datetime], hourly: bool, queue_
     names = [name for name in queue_order if any(row[1] == name for row in rows)]
     shown = names[:TOP_QUEUES] + (["other queues"] if len(names) > TOP_QUEUES else [])
     if hourly:
-        labels = hours
+        labels = [f"{hour:%H:%M}" if hour.hour else f"{hour:%a %d} 00:00" for hour in hours]
         slot = {hour: i for i, hour in enumerate(hours)}
-        position, scale = (lambda moment: slot[moment]), (lambda moment: 1)
-        title = "Contacts queued per hour, by queue"
-        note = "The hour the contact entered the queue."
+        placed = [(slot[moment], queue, queued) for moment, queue, queued in rows]
+        title, note = "Contacts queued per hour, by queue", "The hour the contact entered the queue."
     else:
-        # Averaged over the days that had contacts in that hour, so a partial first or last day does not
-        # dilute it (nor does a day the centre was closed).
-        days = {hour: len({moment.date() for moment, *_ in rows if moment.hour == hour}) for hour in range(24)}
-        labels = list(range(24))
-        position, scale = (lambda moment: moment.hour), (lambda moment: 1 / days[moment.hour])
+        # Averaged over the days that had contacts in that hour, so that a partial first or last day (or a
+        # day the centre was closed) does not dilute it.
+        dates: dict[int, set] = {}
+        for moment, *_ in rows:
+            dates.setdefault(moment.hour, set()).add(moment.date())
+        labels = [f"{hour:02d}" for hour in range(24)]
+        placed = [(moment.hour, queue, queued / len(dates[moment.hour])) for moment, queue, queued in rows]
         title = "Contacts queued by hour of day, by queue"
         note = "Average per day with contacts in that hour; the hour the contact entered the queue."
     series = {name: [0.0] * len(labels) for name in shown}
-    for moment, queue, queued in rows:
-        series[queue if queue in series else "other queues"][position(moment)] += queued * scale(moment)
+    for index, queue, value in placed:
+        series[queue if queue in series else "other queues"][index] += value
     legend = [(name, PALETTE[i % len(PALETTE)]) for i, name in enumerate(shown)]
-    tick = (lambda hour: f"{hour:%H:%M}" if hour.hour else f"{hour:%a %d} 00:00") if hourly else (lambda h: f"{h:02d}")
-    svg = _columns([tick(label) for label in labels], [(name, colour, series[name]) for name, colour in legend])
+    svg = _columns(labels, [(name, colour, series[name]) for name, colour in legend])
     return _card("chart-volume", title, note, svg if rows else _empty("No queued contacts in this period."), legend)
 
 
