@@ -23,6 +23,7 @@ from ctr_assets.warehouse import (
     build_aggregate,
     fetch_table,
     markdown_table,
+    metric_parameters,
     refresh_ctr_view,
     scratch_connection,
 )
@@ -164,15 +165,15 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
     aggregates = [_aggregate_asset(name) for name in AGGREGATES]
 
     @dg.asset(key=DASHBOARD, deps=[dg.AssetKey(name) for name in AGGREGATES], group_name="dashboards", kinds={"html"})
-    def dashboard_page(storage: Storage, warehouse: DuckDBResource):
+    def dashboard_page(storage: Storage, warehouse: DuckDBResource, settings: CtrSettings):
         """One self-contained HTML page (no network needed to view it) under dashboards/index.html."""
         with warehouse.get_connection() as connection:
-            html = render_dashboard(connection)
-        storage.write(DASHBOARD_FILE, html.encode())
+            page = dashboard.render_dashboard(connection, settings).encode()
+        storage.write(DASHBOARD_FILE, page)
         location = storage.uri(DASHBOARD_FILE)
         return dg.MaterializeResult(
             metadata={"url": dg.MetadataValue.url(_browser_url(location)), "path": dg.MetadataValue.path(location),
-                      "bytes": len(html)}
+                      "bytes": len(page)}
         )
 
     return [raw, flattened, ctr, ctr_catalog, *aggregates, dashboard_page]
@@ -184,11 +185,11 @@ def _aggregate_asset(name: str) -> dg.AssetsDefinition:
     )
 
     @dg.asset(name=name, deps=[CTR], group_name="dashboards", kinds={"duckdb", "parquet"}, description=description)
-    def aggregate(storage: Storage, warehouse: DuckDBResource):
+    def aggregate(storage: Storage, warehouse: DuckDBResource, settings: CtrSettings):
         with warehouse.get_connection() as connection:
             if not refresh_ctr_view(connection, storage):
                 raise dg.Failure(f"{name}: the ctr table has no data yet; materialize ctr first")
-            rows = build_aggregate(connection, storage, name)
+            rows = build_aggregate(connection, storage, name, metric_parameters(settings))
             columns, data = fetch_table(connection, f"SELECT * FROM {name}")
         return dg.MaterializeResult(
             metadata={
@@ -216,23 +217,6 @@ def update_catalog(previous: dict, paths: dict[str, str], partition: str | None)
         entry["type"] = kind
         columns[path] = entry
     return {"updated_at": now, "columns": columns}, changes
-
-
-def render_dashboard(connection) -> str:
-    """The page from the aggregate tables in the warehouse."""
-    _, per_agent = fetch_table(connection, "SELECT agent_username, contacts FROM contacts_per_agent")
-    columns, by_queue = fetch_table(
-        connection, "SELECT agent_username, queue_name, contacts FROM agent_queue_contacts ORDER BY 1, 3 DESC")
-    handled = sum(contacts for _, contacts in per_agent)
-    queues = len({queue for _, queue, _ in by_queue})
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return dashboard.render_page(
-        "Contact centre", f"Amazon Connect contact trace records · generated {generated}",
-        [("contacts handled by agents", f"{handled:,}"), ("agents", f"{len(per_agent):,}"),
-         ("queues", f"{queues:,}")],
-        [dashboard.BarChart("Contacts per agent", [(agent, contacts) for agent, contacts in per_agent[:30]]),
-         dashboard.Table("Agent by queue", ["agent", "queue", "contacts"], by_queue)],
-    )
 
 
 def _flatten_metadata(report: FlattenReport, rate: float) -> dict:

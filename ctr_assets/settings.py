@@ -59,6 +59,9 @@ class CtrSettings(dg.ConfigurableResource):
     service_level_seconds: int = Field(
         default=20, description="CTR_SERVICE_LEVEL_SECONDS: answer-time threshold of the service level."
     )
+    service_level_target: float = Field(
+        default=80.0, description="CTR_SERVICE_LEVEL_TARGET: the service level goal in percent, shown on the dashboard."
+    )
     report_timezone: str = Field(
         default="UTC", description="CTR_REPORT_TIMEZONE: time zone the dashboards bucket hours in."
     )
@@ -88,6 +91,8 @@ class CtrSettings(dg.ConfigurableResource):
             raise SettingError("CTR_QUARANTINE_RATE_THRESHOLD: must be between 0 and 1")
         if self.service_level_seconds < 0:
             raise SettingError("CTR_SERVICE_LEVEL_SECONDS: must not be negative")
+        if not 0 <= self.service_level_target <= 100:
+            raise SettingError("CTR_SERVICE_LEVEL_TARGET: must be a percentage between 0 and 100")
         try:
             ZoneInfo(self.report_timezone)
         except (ZoneInfoNotFoundError, ValueError):

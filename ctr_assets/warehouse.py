@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from importlib import resources
-from typing import Any
+from typing import Any, Mapping
 
 import duckdb
 
 from ctr_assets.layout import DASHBOARDS
 from ctr_assets.records.table import TABLE_PREFIX, sql_text, table_files
+from ctr_assets.settings import CtrSettings
 from ctr_assets.storage import Storage
 
-# The original walkthrough's two visuals; each name is an asset, a DuckDB table and sql/<name>.sql.
-AGGREGATES = ("contacts_per_agent", "agent_queue_contacts")
+# The original walkthrough's two visuals, then the Connect metrics (design section 6); each name is an
+# asset, a DuckDB table, dashboards/<name>.parquet and sql/<name>.sql.
+AGGREGATES = (
+    "contacts_per_agent",
+    "agent_queue_contacts",
+    "queue_interval_metrics",
+    "daily_summary",
+    "agent_performance",
+    "disconnect_reasons",
+)
+# Views over `ctr` that the aggregates share, refreshed with it: sql/<name>.sql.
+VIEWS = ("contact_facts",)
 SCRATCH_MEMORY_LIMIT = "1GB"
+_PARAMETER = re.compile(r"\$(\w+)")
+_COMMENT = re.compile(r"--[^\n]*")
 
 
 def scratch_connection() -> duckdb.DuckDBPyConnection:
@@ -35,11 +49,13 @@ def ctr_view_sql(storage: Storage) -> str:
 
 
 def refresh_ctr_view(connection: Any, storage: Storage) -> bool:
-    """(Re)create the `ctr` view; False while the table has no partition yet."""
+    """(Re)create the `ctr` view and the views over it; False while the table has no partition yet."""
     storage.attach(connection)
     if not table_files(storage):
         return False
     connection.execute(ctr_view_sql(storage))
+    for name in VIEWS:
+        connection.execute(f"CREATE OR REPLACE VIEW {name} AS {aggregate_sql(name)}")
     return True
 
 
@@ -47,9 +63,18 @@ def aggregate_sql(name: str) -> str:
     return resources.files("ctr_assets").joinpath("sql", f"{name}.sql").read_text()
 
 
-def build_aggregate(connection: Any, storage: Storage, name: str) -> int:
-    """Materialize one aggregate as a DuckDB table and as dashboards/<name>.parquet; returns its rows."""
-    connection.execute(f"CREATE OR REPLACE TABLE {name} AS {aggregate_sql(name)}")
+def metric_parameters(settings: CtrSettings) -> dict[str, object]:
+    """The settings the metric SQL reads as `$name` parameters."""
+    return {"service_level_seconds": settings.service_level_seconds, "report_timezone": settings.report_timezone}
+
+
+def build_aggregate(connection: Any, storage: Storage, name: str, parameters: Mapping[str, object]) -> int:
+    """Materialize one aggregate as a DuckDB table and as dashboards/<name>.parquet; returns its rows.
+
+    The query gets the `parameters` it names (DuckDB refuses unused ones)."""
+    sql = aggregate_sql(name)
+    used = set(_PARAMETER.findall(_COMMENT.sub("", sql)))
+    connection.execute(f"CREATE OR REPLACE TABLE {name} AS {sql}", {key: parameters[key] for key in used})
     with storage.writer(f"{DASHBOARDS}{name}.parquet") as staged:
         connection.execute(f"COPY {name} TO {sql_text(staged.as_posix())} (FORMAT parquet)")
     return connection.sql(f"SELECT count(*) FROM {name}").fetchall()[0][0]

@@ -1,9 +1,10 @@
-"""Small generic fixtures shared by the record-logic tests: a real storage folder and a real DuckDB."""
+"""Fixtures shared across test modules: a real storage folder, a real DuckDB, the hand-built contacts."""
 
 import duckdb
 import pytest
 
 from ctr_assets.storage import LocalStorage
+from ctr_assets_tests.hand_built import hand_built  # noqa: F401  (a session fixture: the metric tests' data)
 
 
 @pytest.fixture
