@@ -1,4 +1,4 @@
-"""The dashboard metrics against numbers worked out by hand from the contacts in conftest.py.
+"""The dashboard metrics against numbers worked out by hand from the contacts in hand_built.py.
 
 Those contacts went through the real pipeline (Firehose objects, flatten, dedup, Dagster assets) with a 30 s
 service level; each expectation below says which contacts make it up.
