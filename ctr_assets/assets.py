@@ -37,6 +37,7 @@ QUARANTINE_RATE = "quarantine_rate"
 SCHEMA_FILE = f"{CATALOG}schema.json"
 HISTORY_FILE = f"{CATALOG}history.ndjson"
 DASHBOARD_FILE = f"{DASHBOARDS}index.html"
+CATALOG_LOCK = "ctr_catalog"
 
 
 class FlattenConfig(dg.Config):
@@ -143,14 +144,17 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
         """The table's current schema and when each column first appeared (the Glue crawler's job)."""
         with closing(scratch_connection()) as connection:
             schema, _ = table_schema(connection, storage)
-        previous = orjson.loads(storage.read(SCHEMA_FILE)) if storage.exists(SCHEMA_FILE) else {"columns": {}}
         latest = context.instance.get_latest_materialization_event(CTR)
         partition = latest.asset_materialization.partition if latest and latest.asset_materialization else None
-        catalog, changes = update_catalog(previous, column_paths(schema), partition)
-        storage.write(SCHEMA_FILE, orjson.dumps(catalog, option=orjson.OPT_INDENT_2))
-        if changes:
-            history = storage.read(HISTORY_FILE) if storage.exists(HISTORY_FILE) else b""
-            storage.write(HISTORY_FILE, history + b"".join(orjson.dumps(change) + b"\n" for change in changes))
+        # Read-modify-write of two files: one writer at a time, and the history first, so a run killed
+        # between the two repeats a change event rather than losing it.
+        with storage.lock(CATALOG_LOCK):
+            previous = orjson.loads(storage.read(SCHEMA_FILE)) if storage.exists(SCHEMA_FILE) else {"columns": {}}
+            catalog, changes = update_catalog(previous, column_paths(schema), partition)
+            if changes:
+                history = storage.read(HISTORY_FILE) if storage.exists(HISTORY_FILE) else b""
+                storage.write(HISTORY_FILE, history + b"".join(orjson.dumps(change) + b"\n" for change in changes))
+            storage.write(SCHEMA_FILE, orjson.dumps(catalog, option=orjson.OPT_INDENT_2))
         return dg.MaterializeResult(
             metadata={
                 "columns": len(catalog["columns"]),
@@ -248,6 +252,7 @@ def _flatten_metadata(report: FlattenReport, rate: float) -> dict:
         "quarantine rate": rate,
         "quarantine by reason": dg.MetadataValue.json(dict(totals.reasons)),
         "key collisions": totals.collisions,
+        "abandoned staged files removed": report.abandoned_staging_removed,
     }
 
 
