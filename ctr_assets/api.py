@@ -20,7 +20,7 @@ from ctr_assets.warehouse import refresh_ctr_view, scratch_connection
 
 COUNTED = {
     FLATTENED: ("objects flattened", "records in", "records written", "records quarantined", "key collisions"),
-    CTR: ("rows inserted", "rows updated", "duplicates collapsed in batch"),
+    CTR: ("rows inserted", "rows updated", "rows moved to another date", "duplicates collapsed in batch"),
 }
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 PROGRESS_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -35,8 +35,9 @@ class PipelineSummary:
     runs: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     table_rows: int = 0
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
     failed_checks: list[str] = field(default_factory=list)
-    failed_runs: list[str] = field(default_factory=list)
+    failed_runs: list[str] = field(default_factory=list)  # "run id: step: why", one per failed step
     dashboard: str | None = None
 
     @property
@@ -101,7 +102,9 @@ def contiguous_ranges(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
 
 def _collect(summary: PipelineSummary, result: dg.ExecuteInProcessResult) -> None:
     summary.runs += 1
-    if not result.success:
+    failures = [event for event in result.all_events if event.is_step_failure]
+    summary.failed_runs += [f"{result.run_id}: {event.step_key}: {_failure_reason(event)}" for event in failures]
+    if not result.success and not failures:
         summary.failed_runs.append(result.run_id)
     # A single-run range reports one materialization per partition, all with the run's metadata.
     per_asset = {event.asset_key: event.step_materialization_data.materialization
@@ -111,9 +114,24 @@ def _collect(summary: PipelineSummary, result: dg.ExecuteInProcessResult) -> Non
             value = materialization.metadata.get(name)
             if value is not None:
                 summary.counts[name] = summary.counts.get(name, 0) + int(value.value)
+    flattened = per_asset.get(FLATTENED)
+    reasons = flattened.metadata.get("quarantine by reason") if flattened else None
+    for reason, count in (reasons.value if reasons else {}).items():
+        summary.quarantined_by_reason[reason] = summary.quarantined_by_reason.get(reason, 0) + count
     for evaluation in result.get_asset_check_evaluations():
         if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
             summary.failed_checks.append(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}")
+
+
+def _failure_reason(event: dg.DagsterEvent) -> str:
+    """What went wrong, in one line: a `Failure`'s description, else the innermost error's message."""
+    failure = event.step_failure_data
+    if failure.user_failure_data and failure.user_failure_data.description:
+        return failure.user_failure_data.description
+    error = failure.error
+    while error.cause is not None:
+        error = error.cause
+    return f"{error.cls_name}: {error.message.split(': ', 1)[-1].strip()}"
 
 
 def _progress_line(summary: PipelineSummary) -> str:

@@ -12,7 +12,7 @@ from dagster_duckdb import DuckDBResource
 
 from ctr_assets import dashboard
 from ctr_assets.layout import CATALOG, DASHBOARDS, hour_of_partition
-from ctr_assets.pipeline import FlattenReport, conservation_problems, flatten_hours, merge_hours
+from ctr_assets.pipeline import FlattenReport, ObjectFailed, conservation_problems, flatten_hours, merge_hours
 from ctr_assets.records.schema import column_paths, render
 from ctr_assets.records.table import TABLE_PREFIX, sql_text, table_schema
 from ctr_assets.settings import CtrSettings
@@ -79,7 +79,12 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
             if done == total or done % max(total // 10, 1) == 0:
                 context.log.info(f"flattened {done}/{total} objects (last: {stats.source_key})")
 
-        report = flatten_hours(storage, hours, reprocess=config.reprocess, progress=progress)
+        try:
+            report = flatten_hours(storage, hours, config.reprocess, progress)
+        except ObjectFailed as failure:
+            raise dg.Failure(
+                description=f"flattening {failure}", metadata={"object": failure.key, "reason": failure.reason}
+            ) from failure
         problems = conservation_problems(storage, report.objects)
         totals = report.totals
         rate = totals.records_quarantined / totals.records_in if totals.records_in else 0.0
@@ -132,6 +137,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
                 "duplicates collapsed in batch": result.duplicates_in_batch,
                 "rows inserted": result.rows_inserted,
                 "rows updated": result.rows_updated,
+                "rows moved to another date": result.rows_moved,
                 "partitions written": dg.MetadataValue.json(result.partitions_written),
                 "partitions widened": dg.MetadataValue.json(result.partitions_widened),
                 "new columns": dg.MetadataValue.json(new_columns),

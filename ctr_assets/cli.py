@@ -52,16 +52,19 @@ def run(args: argparse.Namespace) -> int:
     summary = run_pipeline(args.storage, verbose=args.verbose, say=print)
     counts = summary.counts
     print(f"storage:   {summary.storage_url}")
+    reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(summary.quarantined_by_reason.items()))
     print(f"records:   {counts.get('records in', 0)} in, {counts.get('records written', 0)} written, "
-          f"{counts.get('records quarantined', 0)} quarantined, {counts.get('key collisions', 0)} key collisions")
+          f"{counts.get('records quarantined', 0)} quarantined{f' ({reasons})' if reasons else ''}, "
+          f"{counts.get('key collisions', 0)} key collisions")
     print(f"table:     {summary.table_rows} rows ({counts.get('rows inserted', 0)} inserted, "
-          f"{counts.get('rows updated', 0)} updated)")
+          f"{counts.get('rows updated', 0)} updated, {counts.get('rows moved to another date', 0)} moved, "
+          f"{counts.get('duplicates collapsed in batch', 0)} duplicates collapsed)")
     if summary.dashboard:
         print(f"dashboard: {summary.dashboard}")
     for check in summary.failed_checks:
         print(f"FAILED check {check}", file=sys.stderr)
-    for run_id in summary.failed_runs:
-        print(f"FAILED run {run_id}", file=sys.stderr)
+    for failure in summary.failed_runs:
+        print(f"FAILED run {failure}", file=sys.stderr)
     return 0 if summary.ok else 1
 
 
