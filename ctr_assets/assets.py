@@ -80,7 +80,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
                 context.log.info(f"flattened {done}/{total} objects (last: {stats.source_key})")
 
         try:
-            report = flatten_hours(storage, hours, config.reprocess, progress)
+            report = flatten_hours(storage, hours, config.reprocess, progress, settings.phone_protector())
         except ObjectFailed as failure:
             raise dg.Failure(
                 description=f"flattening {failure}", metadata={"object": failure.key, "reason": failure.reason}

@@ -29,6 +29,7 @@ from ctr_assets.layout import (
     raw_prefix,
 )
 from ctr_assets.records.flatten import FlattenStats, flatten_object
+from ctr_assets.records.phones import Protect
 from ctr_assets.records.table import MergeResult, merge_flatfiles
 from ctr_assets.storage import Storage, describe_error
 
@@ -68,14 +69,14 @@ def raw_keys(storage: Storage, hour: datetime) -> list[str]:
     return [item.key for item in storage.list(raw_prefix(hour)) if hour_of_raw_key(item.key) == hour]
 
 
-def flatten_raw_object(storage: Storage, key: str) -> FlattenStats:
+def flatten_raw_object(storage: Storage, key: str, protect_phone: Protect | None = None) -> FlattenStats:
     """Flatten one raw object: its quarantine entries are published first, its flatfile last, so an
     existing flatfile always means the object was completely processed."""
     data = storage.read(key)
     quarantined = io.BytesIO()
     with storage.writer(flat_key(key)) as staged:
         with staged.open("wb") as flat_out:
-            stats = flatten_object(data, key, flat_out, quarantined)
+            stats = flatten_object(data, key, flat_out, quarantined, protect_phone)
         if stats.records_quarantined:
             storage.write(quarantine_key(key), quarantined.getvalue())
         else:
@@ -88,6 +89,7 @@ def flatten_hours(
     hours: Iterable[datetime],
     reprocess: bool = False,
     progress: Progress | None = None,
+    protect_phone: Protect | None = None,
 ) -> FlattenReport:
     """Flatten every raw object of the given arrival hours; already-flattened objects are skipped
     unless `reprocess` is set (their flatfile has a deterministic name, so redoing them is harmless).
@@ -102,7 +104,7 @@ def flatten_hours(
         todo.extend(pending)
     for number, key in enumerate(todo, start=1):
         try:
-            stats = flatten_raw_object(storage, key)
+            stats = flatten_raw_object(storage, key, protect_phone)
         except Exception as error:
             raise ObjectFailed(key, error) from error
         report.objects.append(stats)
