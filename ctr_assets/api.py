@@ -13,7 +13,7 @@ from ctr_assets.assets import CTR, DASHBOARD_FILE, FLATTENED
 from ctr_assets.definitions import DASHBOARD_JOB, ETL_JOB, build_definitions
 from ctr_assets.layout import partition_of_hour
 from ctr_assets.pipeline import pending_raw_keys
-from ctr_assets.records.table import table_files
+from ctr_assets.records.table import TABLE_PREFIX, table_files
 from ctr_assets.resources import storage_for
 from ctr_assets.settings import CtrSettings
 from ctr_assets.warehouse import refresh_ctr_view, scratch_connection
@@ -75,7 +75,7 @@ def run_pipeline(
         summary.hours_processed += int((last - first) / timedelta(hours=1)) + 1
         say(_progress_line(summary))
 
-    if table_files(storage) and (summary.runs or not storage.exists(DASHBOARD_FILE)):
+    if table_files(storage) and (summary.runs or _dashboard_older_than_table(storage)):
         say("refreshing catalog, aggregates and dashboard")
         result = definitions.resolve_job_def(DASHBOARD_JOB).execute_in_process(
             instance=instance, run_config=logs, raise_on_error=False)
@@ -87,6 +87,13 @@ def run_pipeline(
     if storage.exists(DASHBOARD_FILE):
         summary.dashboard = storage.uri(DASHBOARD_FILE)
     return summary
+
+
+def _dashboard_older_than_table(storage) -> bool:
+    """The table changed since the dashboard was built (or there is none), e.g. by a quarantine replay."""
+    built = [item.last_modified for item in storage.list(DASHBOARD_FILE)]
+    changed = [item.last_modified for item in storage.list(TABLE_PREFIX) if item.key.endswith(".parquet")]
+    return not built or any(moment > built[0] for moment in changed)
 
 
 def contiguous_ranges(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
