@@ -68,37 +68,34 @@ def run_in_two(root: str, storage: LocalStorage | None = None) -> None:
     run_all_pending(root, storage)
 
 
-class PausingStorage(LocalStorage):
-    """Stops its process at one write: after staging the `pause_at`-th object (`phase` "staged") or after
-    publishing it ("published"). It then touches `signal_file` and sleeps until the test kills it."""
-
-    pause_at: int
-    phase: str
-    signal_file: str
-    _published: int = PrivateAttr(default=0)
-
-    def _publish(self, staged: Path, key: str) -> None:
-        self._published += 1
-        if self.phase == "staged":
-            self._pause_here()
-        super()._publish(staged, key)
-        if self.phase == "published":
-            self._pause_here()
-
-    def _pause_here(self) -> None:
-        if self._published == self.pause_at:
-            Path(self.signal_file).touch()
-            time.sleep(WAIT_SECONDS)
-
-
 class CountingStorage(LocalStorage):
     """Counts the objects a run publishes, so the tests know every write boundary there is to kill at."""
 
     _published: int = PrivateAttr(default=0)
 
     def _publish(self, staged: Path, key: str) -> None:
-        self._published += 1
         super()._publish(staged, key)
+        self._published += 1
+
+
+class PausingStorage(CountingStorage):
+    """Stops its process at one write: once the `pause_at`-th object is staged (`phase` "staged") or once
+    it is published ("published"). It then touches `signal_file` and sleeps until the test kills it."""
+
+    pause_at: int
+    phase: str
+    signal_file: str
+
+    def _publish(self, staged: Path, key: str) -> None:
+        if self.phase == "staged" and self._published + 1 == self.pause_at:
+            self._pause()
+        super()._publish(staged, key)
+        if self.phase == "published" and self._published == self.pause_at:
+            self._pause()
+
+    def _pause(self) -> None:
+        Path(self.signal_file).touch()
+        time.sleep(WAIT_SECONDS)
 
 
 def _run_until_paused(root: str, pause_at: int, phase: str, signal_file: str) -> None:

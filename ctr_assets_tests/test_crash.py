@@ -22,7 +22,7 @@ from ctr_assets_tests.drivers import (
     run_in_two,
     write_crash_sample,
 )
-from ctr_assets_tests.test_cli import ctr_assets
+from ctr_assets_tests.test_cli import CLI, cli_environment, ctr_assets
 
 
 @pytest.fixture(scope="module")
@@ -131,12 +131,10 @@ def test_ctr_assets_run_killed_while_merging_then_two_runs_at_once_end_like_a_cl
     (seen by watching the folder, no hooks), then two `ctr-assets run` started together finish the work."""
     clean_state, _ = clean
     storage = fresh(sample, tmp_path / "ctr_data")
-    environment = {key: value for key, value in os.environ.items() if not key.startswith(("CTR_", "DAGSTER_HOME"))}
-    environment["CTR_FIRST_HOUR"] = "2026-01-01-00:00"
 
     def start() -> subprocess.Popen:
-        return subprocess.Popen([str(Path(os.sys.executable).parent / "ctr-assets"), "run"], cwd=tmp_path,
-                                env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen([*CLI, "run"], cwd=tmp_path, env=cli_environment(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     lock_file = storage.root_path / ".locks" / "ctr_table.lock"
     merging = start()
