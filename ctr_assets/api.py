@@ -13,14 +13,14 @@ from ctr_assets.assets import CTR, DASHBOARD_FILE, FLATTENED
 from ctr_assets.definitions import DASHBOARD_JOB, ETL_JOB, build_definitions
 from ctr_assets.layout import partition_of_hour
 from ctr_assets.pipeline import pending_raw_keys
-from ctr_assets.records.table import table_files
+from ctr_assets.records.table import TABLE_PREFIX, table_files
 from ctr_assets.resources import storage_for
 from ctr_assets.settings import CtrSettings
 from ctr_assets.warehouse import refresh_ctr_view, scratch_connection
 
 COUNTED = {
     FLATTENED: ("objects flattened", "records in", "records written", "records quarantined", "key collisions"),
-    CTR: ("rows inserted", "rows updated", "duplicates collapsed in batch"),
+    CTR: ("rows inserted", "rows updated", "rows moved to another date", "duplicates collapsed in batch"),
 }
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 PROGRESS_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
@@ -35,8 +35,9 @@ class PipelineSummary:
     runs: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     table_rows: int = 0
+    quarantined_by_reason: dict[str, int] = field(default_factory=dict)
     failed_checks: list[str] = field(default_factory=list)
-    failed_runs: list[str] = field(default_factory=list)
+    failed_runs: list[str] = field(default_factory=list)  # "run id: step: why", one per failed step
     dashboard: str | None = None
 
     @property
@@ -74,7 +75,7 @@ def run_pipeline(
         summary.hours_processed += int((last - first) / timedelta(hours=1)) + 1
         say(_progress_line(summary))
 
-    if table_files(storage) and (summary.runs or not storage.exists(DASHBOARD_FILE)):
+    if table_files(storage) and (summary.runs or _dashboard_older_than_table(storage)):
         say("refreshing catalog, aggregates and dashboard")
         result = definitions.resolve_job_def(DASHBOARD_JOB).execute_in_process(
             instance=instance, run_config=logs, raise_on_error=False)
@@ -86,6 +87,13 @@ def run_pipeline(
     if storage.exists(DASHBOARD_FILE):
         summary.dashboard = storage.uri(DASHBOARD_FILE)
     return summary
+
+
+def _dashboard_older_than_table(storage) -> bool:
+    """The table changed since the dashboard was built (or there is none), e.g. by a quarantine replay."""
+    built = [item.last_modified for item in storage.list(DASHBOARD_FILE)]
+    changed = [item.last_modified for item in storage.list(TABLE_PREFIX) if item.key.endswith(".parquet")]
+    return not built or any(moment > built[0] for moment in changed)
 
 
 def contiguous_ranges(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
@@ -101,7 +109,9 @@ def contiguous_ranges(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
 
 def _collect(summary: PipelineSummary, result: dg.ExecuteInProcessResult) -> None:
     summary.runs += 1
-    if not result.success:
+    failures = [event for event in result.all_events if event.is_step_failure]
+    summary.failed_runs += [f"{result.run_id}: {event.step_key}: {_failure_reason(event)}" for event in failures]
+    if not result.success and not failures:
         summary.failed_runs.append(result.run_id)
     # A single-run range reports one materialization per partition, all with the run's metadata.
     per_asset = {event.asset_key: event.step_materialization_data.materialization
@@ -111,9 +121,24 @@ def _collect(summary: PipelineSummary, result: dg.ExecuteInProcessResult) -> Non
             value = materialization.metadata.get(name)
             if value is not None:
                 summary.counts[name] = summary.counts.get(name, 0) + int(value.value)
+    flattened = per_asset.get(FLATTENED)
+    reasons = flattened.metadata.get("quarantine by reason") if flattened else None
+    for reason, count in (reasons.value if reasons else {}).items():
+        summary.quarantined_by_reason[reason] = summary.quarantined_by_reason.get(reason, 0) + count
     for evaluation in result.get_asset_check_evaluations():
         if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
             summary.failed_checks.append(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}")
+
+
+def _failure_reason(event: dg.DagsterEvent) -> str:
+    """What went wrong, in one line: a `Failure`'s description, else the innermost error's message."""
+    failure = event.step_failure_data
+    if failure.user_failure_data and failure.user_failure_data.description:
+        return failure.user_failure_data.description
+    error = failure.error
+    while error.cause is not None:
+        error = error.cause
+    return f"{error.cls_name}: {error.message.split(': ', 1)[-1].strip()}"
 
 
 def _progress_line(summary: PipelineSummary) -> str:

@@ -12,7 +12,7 @@ from dagster_duckdb import DuckDBResource
 
 from ctr_assets import dashboard
 from ctr_assets.layout import CATALOG, DASHBOARDS, hour_of_partition
-from ctr_assets.pipeline import FlattenReport, conservation_problems, flatten_hours, merge_hours
+from ctr_assets.pipeline import FlattenReport, ObjectFailed, conservation_problems, flatten_hours, merge_hours
 from ctr_assets.records.schema import column_paths, render
 from ctr_assets.records.table import TABLE_PREFIX, sql_text, table_schema
 from ctr_assets.settings import CtrSettings
@@ -38,6 +38,7 @@ QUARANTINE_RATE = "quarantine_rate"
 SCHEMA_FILE = f"{CATALOG}schema.json"
 HISTORY_FILE = f"{CATALOG}history.ndjson"
 DASHBOARD_FILE = f"{DASHBOARDS}index.html"
+CATALOG_LOCK = "ctr_catalog"
 
 
 class FlattenConfig(dg.Config):
@@ -79,7 +80,12 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
             if done == total or done % max(total // 10, 1) == 0:
                 context.log.info(f"flattened {done}/{total} objects (last: {stats.source_key})")
 
-        report = flatten_hours(storage, hours, reprocess=config.reprocess, progress=progress)
+        try:
+            report = flatten_hours(storage, hours, config.reprocess, progress, settings.phone_protector())
+        except ObjectFailed as failure:
+            raise dg.Failure(
+                description=f"flattening {failure}", metadata={"object": failure.key, "reason": failure.reason}
+            ) from failure
         problems = conservation_problems(storage, report.objects)
         totals = report.totals
         rate = totals.records_quarantined / totals.records_in if totals.records_in else 0.0
@@ -132,6 +138,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
                 "duplicates collapsed in batch": result.duplicates_in_batch,
                 "rows inserted": result.rows_inserted,
                 "rows updated": result.rows_updated,
+                "rows moved to another date": result.rows_moved,
                 "partitions written": dg.MetadataValue.json(result.partitions_written),
                 "partitions widened": dg.MetadataValue.json(result.partitions_widened),
                 "new columns": dg.MetadataValue.json(new_columns),
@@ -144,14 +151,17 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
         """The table's current schema and when each column first appeared (the Glue crawler's job)."""
         with closing(scratch_connection()) as connection:
             schema, _ = table_schema(connection, storage)
-        previous = orjson.loads(storage.read(SCHEMA_FILE)) if storage.exists(SCHEMA_FILE) else {"columns": {}}
         latest = context.instance.get_latest_materialization_event(CTR)
         partition = latest.asset_materialization.partition if latest and latest.asset_materialization else None
-        catalog, changes = update_catalog(previous, column_paths(schema), partition)
-        storage.write(SCHEMA_FILE, orjson.dumps(catalog, option=orjson.OPT_INDENT_2))
-        if changes:
-            history = storage.read(HISTORY_FILE) if storage.exists(HISTORY_FILE) else b""
-            storage.write(HISTORY_FILE, history + b"".join(orjson.dumps(change) + b"\n" for change in changes))
+        # Read-modify-write of two files: one writer at a time, and the history first, so a run killed
+        # between the two repeats a change event rather than losing it.
+        with storage.lock(CATALOG_LOCK):
+            previous = orjson.loads(storage.read(SCHEMA_FILE)) if storage.exists(SCHEMA_FILE) else {"columns": {}}
+            catalog, changes = update_catalog(previous, column_paths(schema), partition)
+            if changes:
+                history = storage.read(HISTORY_FILE) if storage.exists(HISTORY_FILE) else b""
+                storage.write(HISTORY_FILE, history + b"".join(orjson.dumps(change) + b"\n" for change in changes))
+            storage.write(SCHEMA_FILE, orjson.dumps(catalog, option=orjson.OPT_INDENT_2))
         return dg.MaterializeResult(
             metadata={
                 "columns": len(catalog["columns"]),
@@ -232,6 +242,7 @@ def _flatten_metadata(report: FlattenReport, rate: float) -> dict:
         "quarantine rate": rate,
         "quarantine by reason": dg.MetadataValue.json(dict(totals.reasons)),
         "key collisions": totals.collisions,
+        "abandoned staged files removed": report.abandoned_staging_removed,
     }
 
 

@@ -57,16 +57,21 @@ def build_automation(
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="The hourly ETL (etlJobSchedule): requests every hour within the flatfiles retention "
-        "that still has raw objects without a flatfile, e.g. files copied late into an old hour folder.",
+        "that still has raw objects not in the table, e.g. files copied late into an old hour folder, or "
+        "objects of a run that was killed.",
     )
     def etl_catchup(context: dg.ScheduleEvaluationContext, storage: Storage):
         now = context.scheduled_execution_time or datetime.now(timezone.utc)
         hours = hours_between(now - timedelta(hours=settings.flatfiles_retention_hours), now)
         pending = pending_raw_keys(storage, [hour for hour in hours if in_range(hour, now)])
         if not pending:
-            return dg.SkipReason("every raw object in the retention window is flattened")
+            return dg.SkipReason("every raw object in the retention window is in the table")
+        # The tick is part of the key: objects still pending after a failed or killed run are asked for
+        # again at the next tick, where the same key would be skipped by Dagster as already requested.
+        tick = now.strftime("%Y-%m-%dT%H:%M")
         return [
-            dg.RunRequest(run_key=run_key("etl", partition_of_hour(hour), keys), partition_key=partition_of_hour(hour))
+            dg.RunRequest(run_key=f"{run_key('etl', partition_of_hour(hour), keys)}@{tick}",
+                          partition_key=partition_of_hour(hour))
             for hour, keys in pending.items()
         ]
 

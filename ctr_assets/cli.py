@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+from collections import Counter
 from contextlib import closing
 from datetime import datetime, timedelta, timezone
 
@@ -52,16 +53,19 @@ def run(args: argparse.Namespace) -> int:
     summary = run_pipeline(args.storage, verbose=args.verbose, say=print)
     counts = summary.counts
     print(f"storage:   {summary.storage_url}")
+    reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(summary.quarantined_by_reason.items()))
     print(f"records:   {counts.get('records in', 0)} in, {counts.get('records written', 0)} written, "
-          f"{counts.get('records quarantined', 0)} quarantined, {counts.get('key collisions', 0)} key collisions")
+          f"{counts.get('records quarantined', 0)} quarantined{f' ({reasons})' if reasons else ''}, "
+          f"{counts.get('key collisions', 0)} key collisions")
     print(f"table:     {summary.table_rows} rows ({counts.get('rows inserted', 0)} inserted, "
-          f"{counts.get('rows updated', 0)} updated)")
+          f"{counts.get('rows updated', 0)} updated, {counts.get('rows moved to another date', 0)} moved, "
+          f"{counts.get('duplicates collapsed in batch', 0)} duplicates collapsed)")
     if summary.dashboard:
         print(f"dashboard: {summary.dashboard}")
     for check in summary.failed_checks:
         print(f"FAILED check {check}", file=sys.stderr)
-    for run_id in summary.failed_runs:
-        print(f"FAILED run {run_id}", file=sys.stderr)
+    for failure in summary.failed_runs:
+        print(f"FAILED run {failure}", file=sys.stderr)
     return 0 if summary.ok else 1
 
 
@@ -100,6 +104,50 @@ def query(args: argparse.Namespace) -> int:
     return 0
 
 
+def quarantine_list(args: argparse.Namespace) -> int:
+    """What is in quarantine: counts by reason and by raw object, then the items themselves."""
+    from ctr_assets.quarantine import quarantined_items
+    from ctr_assets.resources import storage_for
+
+    items = quarantined_items(storage_for(CtrSettings.from_env(storage_url=args.storage)), args.reason)
+    sources = Counter(item.source_key for item in items)
+    print(f"{len(items)} quarantined items from {len(sources)} raw objects" + (f" (reason {args.reason})" if args.reason else ""))
+    if not items:
+        return 0
+    print("by reason:")
+    for reason, count in Counter(item.reason for item in items).most_common():
+        print(f"  {count:>7}  {reason}")
+    print("by raw object:")
+    for source, count in sources.most_common():
+        print(f"  {count:>7}  {source}")
+    print("items (raw object @ byte offset +length: reason: detail):")
+    for item in items[: args.limit]:
+        entry = item.entry
+        print(f"  {item.source_key} @{entry['offset']} +{entry['length']}: {item.reason}: {entry['detail'][:100]}")
+    if len(items) > args.limit:
+        print(f"  ... {len(items) - args.limit} more (--limit)")
+    return 0
+
+
+def quarantine_replay(args: argparse.Namespace) -> int:
+    """Replay quarantined items through the current record logic; the ones that now pass go to the table."""
+    from ctr_assets.quarantine import replay
+    from ctr_assets.resources import storage_for
+    from ctr_assets.warehouse import scratch_connection
+
+    settings = CtrSettings.from_env(storage_url=args.storage)
+    storage = storage_for(settings)
+    with closing(scratch_connection()) as connection:
+        report = replay(storage, connection, args.reason, settings.phone_protector())
+    failing = ", ".join(f"{reason} {count}" for reason, count in report.still_failing.most_common())
+    print(f"replayed {report.replayed} of {report.examined} quarantined items: {report.records_written} records "
+          f"now in the table; {report.examined - report.replayed} still quarantined{f' ({failing})' if failing else ''}")
+    if report.merge is not None:
+        print(f"table: {report.merge.rows_inserted} rows inserted, {report.merge.rows_updated} updated; "
+              "`ctr-assets run` refreshes the dashboards")
+    return 0
+
+
 def _hour(text: str) -> datetime:
     try:
         return datetime.strptime(text, "%Y-%m-%dT%H").replace(tzinfo=timezone.utc)
@@ -112,8 +160,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     storage_help = f"local folder or s3://bucket[/prefix] (default: $CTR_STORAGE_URL, else ./{DEFAULT_STORAGE_URL})"
 
-    def command(name: str, handler, help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help, description=help)
+    def command(name: str, handler, help: str, group=commands) -> argparse.ArgumentParser:
+        sub = group.add_parser(name, help=help, description=help)
         sub.add_argument("--storage", default=None, help=storage_help)
         sub.set_defaults(command=handler)
         return sub
@@ -130,6 +178,16 @@ def _parser() -> argparse.ArgumentParser:
     query_cmd = command("query", query, "run SQL against the ctr view")
     query_cmd.add_argument("sql")
     query_cmd.add_argument("--limit", type=int, default=40, help="rows to print")
+    quarantine = commands.add_parser("quarantine", help="list quarantined items, or replay them after a fix",
+                                     description="list quarantined items, or replay them after a fix")
+    quarantine_commands = quarantine.add_subparsers(required=True, metavar="ACTION")
+    listing = command("list", quarantine_list, "counts by reason and raw object, then the items",
+                      quarantine_commands)
+    listing.add_argument("--limit", type=int, default=50, help="items to print")
+    replaying = command("replay", quarantine_replay, "rerun items through the current record logic and "
+                        "merge the ones that now pass (safe to repeat)", quarantine_commands)
+    for sub in (listing, replaying):
+        sub.add_argument("--reason", default=None, help="only items quarantined for this reason")
     return parser
 
 

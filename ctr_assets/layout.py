@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from ctr_assets.records.table import TABLE_PREFIX
+
 RAW = "raw/"
 FLATFILES = "flatfiles/"
 QUARANTINE = "quarantine/"
 CATALOG = "catalog/ctr/"
 DASHBOARDS = "dashboards/"
+# Which flatfiles of each arrival hour are in the table. Under the table's prefix, but Hive, Spark and
+# Athena skip a folder whose name starts with `_`, and the table's `*/*.parquet` glob matches no `.json`.
+MERGED = TABLE_PREFIX + "_merged/"
+# Everything the pipeline writes (raw/ is Firehose's).
+WRITTEN_PREFIXES = (FLATFILES, QUARANTINE, TABLE_PREFIX, CATALOG, DASHBOARDS)
 PARTITION_FORMAT = "%Y-%m-%d-%H:%M"  # Dagster's hourly partition keys
 
 
@@ -41,6 +48,10 @@ def flat_prefix(hour: datetime) -> str:
 
 def quarantine_prefix(hour: datetime) -> str:
     return QUARANTINE + hour.astimezone(timezone.utc).strftime("%Y%m%d%H")
+
+
+def merged_key(hour: datetime) -> str:
+    return MERGED + hour.astimezone(timezone.utc).strftime("%Y%m%d%H.json")
 
 
 def hour_of_raw_key(key: str) -> datetime | None:

@@ -1,7 +1,9 @@
 """Pipeline settings: the original CloudFormation parameters and a few more, read from `CTR_*` variables.
 
 `CtrSettings.from_env()` validates everything up front so a mistake gives one line naming the variable,
-not a stack trace from deep inside a run.
+not a stack trace from deep inside a run. Secrets are not settings: the phone-number hash key is read
+from `CTR_HASH_SECRET` by the process that uses it, so it is never part of the resource config that the
+Dagster UI shows and run records keep, and no message ever includes it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ import dagster as dg
 from pydantic import Field
 from dagster._utils.schedules import is_valid_cron_string
 
+from ctr_assets.records.phones import MODES, Protect, phone_protector
+
 DEFAULT_STORAGE_URL = "ctr_data"
+HASH_SECRET_VARIABLE = "CTR_HASH_SECRET"
+MIN_HASH_SECRET_CHARS = 16
 
 
 class SettingError(ValueError):
@@ -65,6 +71,11 @@ class CtrSettings(dg.ConfigurableResource):
     report_timezone: str = Field(
         default="UTC", description="CTR_REPORT_TIMEZONE: time zone the dashboards bucket hours in."
     )
+    phone_numbers: str = Field(
+        default="keep",
+        description="CTR_PHONE_NUMBERS: keep, mask or hash customer phone numbers before they reach "
+        "flatfiles, the table and dashboards (hash needs CTR_HASH_SECRET).",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> "CtrSettings":
@@ -78,6 +89,7 @@ class CtrSettings(dg.ConfigurableResource):
         values.update({name: value for name, value in overrides.items() if value is not None})
         settings = cls(**values)
         settings.validate_values()
+        settings.phone_protector(environ)  # hashing without a usable key stops here, naming CTR_HASH_SECRET
         return settings
 
     def validate_values(self) -> None:
@@ -97,6 +109,18 @@ class CtrSettings(dg.ConfigurableResource):
             ZoneInfo(self.report_timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise SettingError(f"CTR_REPORT_TIMEZONE: unknown time zone {self.report_timezone!r}") from None
+        if self.phone_numbers not in MODES:
+            raise SettingError(f"CTR_PHONE_NUMBERS: {self.phone_numbers!r} is not one of {', '.join(MODES)}")
+
+    def phone_protector(self, environ: Mapping[str, str] | None = None) -> Protect | None:
+        """What the flatten step applies to customer phone numbers; the hash key is read from
+        `CTR_HASH_SECRET` now (in the run's own process, like a Dagster `EnvVar`) and kept nowhere else."""
+        environ = os.environ if environ is None else environ
+        secret = environ.get(HASH_SECRET_VARIABLE, "") if self.phone_numbers == "hash" else ""
+        if self.phone_numbers == "hash" and len(secret) < MIN_HASH_SECRET_CHARS:
+            problem = "is not set" if not secret else f"is shorter than {MIN_HASH_SECRET_CHARS} characters"
+            raise SettingError(f"{HASH_SECRET_VARIABLE}: {problem}; CTR_PHONE_NUMBERS=hash needs a secret key")
+        return phone_protector(self.phone_numbers, secret.encode())
 
     @property
     def is_s3(self) -> bool:

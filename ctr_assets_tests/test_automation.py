@@ -4,11 +4,12 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
+import duckdb
 import pytest
 
 from ctr_assets.definitions import build_definitions
 from ctr_assets.layout import floor_hour, partition_of_hour
-from ctr_assets.pipeline import flatten_raw_object
+from ctr_assets.pipeline import flatten_raw_object, merge_hours
 from ctr_assets.resources import storage_for
 from ctr_assets_tests.helpers import ctr_record, firehose_object, raw_key, settings_for
 
@@ -111,7 +112,11 @@ def test_etl_catchup_requests_unflattened_objects_of_older_hours(setup):
 
     before = evaluate()
     flatten_raw_object(storage, late)
+    flattened_only = evaluate()  # as a run killed between flattening and merging leaves it
+    with duckdb.connect() as connection:
+        merge_hours(storage, [old_hour], connection)
     after = evaluate()
 
     assert [request.partition_key for request in before.run_requests] == [partition_of_hour(old_hour)]
+    assert [request.partition_key for request in flattened_only.run_requests] == [partition_of_hour(old_hour)]
     assert not after.run_requests and after.skip_message

@@ -8,10 +8,15 @@ from pathlib import Path
 CLI = [str(Path(sys.executable).parent / "ctr-assets")]
 
 
-def ctr_assets(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+def cli_environment(env: dict | None = None) -> dict:
+    """This environment without the caller's CTR_* settings and Dagster home, plus `env`."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith(("CTR_", "DAGSTER_HOME"))}
     environment.update({"CTR_FIRST_HOUR": "2026-01-01-00:00", **(env or {})})
-    return subprocess.run([*CLI, *args], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300)
+    return environment
+
+
+def ctr_assets(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], cwd=cwd, env=cli_environment(env), capture_output=True, text=True, timeout=300)
 
 
 def test_simulate_then_run_builds_the_table_and_dashboard_and_a_rerun_changes_nothing(tmp_path):

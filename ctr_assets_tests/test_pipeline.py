@@ -128,3 +128,21 @@ def test_flatten_skips_done_objects_unless_asked_to_reprocess(sample):
     assert second["objects flattened"].value == 0
     assert second["objects skipped (already flattened)"].value == first["objects flattened"].value
     assert forced["objects flattened"].value == first["objects flattened"].value
+
+
+def test_a_failed_run_names_the_object_and_the_reason_and_a_rerun_completes(sample, monkeypatch):
+    from ctr_assets_tests.test_storage import FlakyStorage
+
+    settings, storage, stats = sample
+    broken = next(item.key for item in storage.list("raw/"))
+    flaky = FlakyStorage(root=settings.storage_url, failures=0, broken=broken, retry_base_seconds=0)
+    with monkeypatch.context() as patch:
+        for module in ("ctr_assets.api", "ctr_assets.definitions"):
+            patch.setattr(f"{module}.storage_for", lambda _: flaky)
+        failed = run_pipeline(settings.storage_url, instance=dg.DagsterInstance.ephemeral())
+
+    (failure,) = failed.failed_runs
+    assert f": flattened: flattening {broken}: StorageError: read {broken}: still failing after 5 attempts: " in failure
+    assert not failed.ok and not storage.exists(flat_key(broken))
+    summary = run_pipeline(settings.storage_url, instance=dg.DagsterInstance.ephemeral())
+    assert summary.ok and summary.table_rows == stats.contacts

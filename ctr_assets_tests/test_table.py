@@ -266,3 +266,68 @@ def test_no_flatfiles_is_a_no_op(connection, storage):
     result = merge_flatfiles(connection, storage, [])
     assert (result.records_read, result.partitions_written) == (0, [])
     assert table_files(storage) == []
+
+
+def dates(connection, storage) -> dict[str, str]:
+    return {row["contactid"]: row["dt"] for row in table(connection, storage, "contactid, CAST(dt AS VARCHAR) AS dt")}
+
+
+def test_an_update_whose_initiation_date_changed_moves_the_row_to_its_new_date(connection, storage):
+    first = put_flatfile(storage, f"{DAY1}T10:05:00", ctr("a", Agent={"Username": "ann"}), ctr("b"))
+    moved = put_flatfile(storage, f"{DAY1}T13:05:00",
+                         ctr("a", initiated=f"{DAY2}T09:00:00Z", updated=f"{DAY2}T09:10:00Z", Agent={"Username": "bob"}))
+    merge_flatfiles(connection, storage, [first])
+    result = merge_flatfiles(connection, storage, [moved])
+    assert (result.rows_inserted, result.rows_updated, result.rows_moved) == (0, 1, 1)
+    assert result.partitions_written == [partition_file(DAY2), partition_file(DAY1)]  # gaining file first
+    assert dates(connection, storage) == {"a": DAY2, "b": DAY1}
+    assert column(connection, storage, "agent.username") == {"a": "bob", "b": None}
+
+
+def test_a_partition_left_empty_by_a_move_is_removed(connection, storage):
+    first = put_flatfile(storage, f"{DAY1}T10:05:00", ctr("a"))
+    moved = put_flatfile(storage, f"{DAY1}T13:05:00", ctr("a", initiated=f"{DAY2}T09:00:00Z", updated=f"{DAY2}T09:10:00Z"))
+    merge_flatfiles(connection, storage, [first])
+    merge_flatfiles(connection, storage, [moved])
+    assert table_files(storage) == [partition_file(DAY2)]
+
+
+def test_a_stale_copy_with_another_date_is_not_added_to_that_date(connection, storage):
+    fresh = put_flatfile(storage, f"{DAY1}T13:05:00", ctr("a", updated=f"{DAY1}T12:00:00Z", Agent={"Username": "new"}))
+    stale = put_flatfile(storage, f"{DAY1}T14:05:00",
+                         ctr("a", initiated=f"{DAY2}T01:00:00Z", updated=f"{DAY1}T11:00:00Z", Agent={"Username": "old"}))
+    merge_flatfiles(connection, storage, [fresh])
+    result = merge_flatfiles(connection, storage, [stale])
+    assert (result.rows_inserted, result.rows_updated, result.rows_moved, result.partitions_written) == (0, 0, 0, [])
+    assert table_files(storage) == [partition_file(DAY1)]
+    assert column(connection, storage, "agent.username") == {"a": "new"}
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 1, 0), (1, 0, 2), (1, 2, 0), None])
+def test_moves_give_the_same_table_in_any_merge_order(connection, tmp_path, order):
+    storage = LocalStorage(root=str(tmp_path / "data"))
+    keys = [
+        put_flatfile(storage, f"{DAY1}T10:05:00", ctr("a"), ctr("b"), ctr("c", initiated=f"{DAY2}T08:00:00Z")),
+        put_flatfile(storage, f"{DAY1}T12:05:00", ctr("a", initiated=f"{DAY2}T08:00:00Z", updated=f"{DAY2}T09:00:00Z")),
+        put_flatfile(storage, f"{DAY2}T12:05:00", ctr("c", updated=f"{DAY2}T11:00:00Z"),
+                     ctr("a", initiated=f"{DAY1}T23:00:00Z", updated=f"{DAY1}T23:30:00Z")),
+    ]
+    for batch in [keys] if order is None else [[keys[index]] for index in order]:
+        merge_flatfiles(connection, storage, batch)
+    assert dates(connection, storage) == {"a": DAY2, "b": DAY1, "c": DAY1}
+
+
+def test_a_contact_doubled_across_dates_is_healed_by_its_next_merge(connection, storage):
+    """What a run killed between publishing the gaining and the losing file leaves behind."""
+    key = put_flatfile(storage, f"{DAY1}T10:05:00", ctr("a"), ctr("b", initiated=f"{DAY2}T08:00:00Z"))
+    merge_flatfiles(connection, storage, [key])
+    copy = f"SELECT * REPLACE ('2026-11-28 08:00:00'::TIMESTAMP AS initiationtimestamp) FROM read_parquet({sql_text(storage.uri(partition_file(DAY1)))})"
+    with storage.writer(partition_file(DAY2)) as staged:
+        connection.execute(f"COPY ({copy} UNION ALL BY NAME SELECT * FROM read_parquet({sql_text(storage.uri(partition_file(DAY2)))})) "
+                           f"TO {sql_text(staged.as_posix())} (FORMAT parquet)")
+    assert sorted(row["contactid"] for row in table(connection, storage, "contactid")) == ["a", "a", "b"]
+
+    result = merge_flatfiles(connection, storage, [key])
+
+    assert result.rows_moved == 1 and (result.rows_inserted, result.rows_updated) == (0, 0)
+    assert dates(connection, storage) == {"a": DAY2, "b": DAY2}

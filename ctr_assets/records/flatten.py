@@ -17,6 +17,7 @@ import orjson
 
 from ctr_assets.records.fields import FieldProblem, conform
 from ctr_assets.records.normalize import normalize_keys
+from ctr_assets.records.phones import Protect, protect_phone_numbers
 from ctr_assets.records.split import Rejected, split_values
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -44,8 +45,12 @@ class FlattenStats:
         self.reasons.update(other.reasons)
 
 
-def flatten_object(data: bytes, source_key: str, flat_out: BinaryIO, quarantine_out: BinaryIO) -> FlattenStats:
-    """Split, normalize and type-check one raw object, writing one line per record to `flat_out`."""
+def flatten_object(
+    data: bytes, source_key: str, flat_out: BinaryIO, quarantine_out: BinaryIO, protect_phone: Protect | None = None
+) -> FlattenStats:
+    """Split, normalize and type-check one raw object, writing one line per record to `flat_out`, with
+    customer phone numbers passed through `protect_phone` when given. Quarantine keeps the exact bytes
+    (numbers included, like raw/ itself), because replaying them later needs every byte."""
     stats = FlattenStats(source_key=source_key, bytes_in=len(data))
 
     def quarantine(start: int, end: int, reason: str, detail: str, content: bytes, compressed: bool) -> None:
@@ -67,6 +72,8 @@ def flatten_object(data: bytes, source_key: str, flat_out: BinaryIO, quarantine_
             content = payload[piece.start : piece.end]
             quarantine(piece.start, piece.end, problem.reason, str(problem), content, False)
             continue
+        if protect_phone is not None:
+            protect_phone_numbers(record, protect_phone)
         stats.collisions += collisions
         stats.records_written += 1
         flat_out.write(orjson.dumps(record))

@@ -7,7 +7,9 @@ extended to the next cut. Anything orjson rejects is re-read exactly with the st
 which also keeps duplicate keys (orjson silently keeps only the last). Bytes that decode to nothing are
 reported as a `Rejected` range and scanning resumes at the next `{` from which a value decodes. A value
 whose extent is known but whose content is unusable (invalid UTF-8, NaN or Infinity, a lone surrogate
-escape) is rejected whole and scanning resumes right after it, so nothing inside it passes for a record.
+escape, nesting deeper than `MAX_DEPTH`, more than `MAX_RECORD_BYTES`) is rejected whole and scanning
+resumes right after it, so nothing inside it passes for a record. The depth bound is what lets the
+recursive steps after splitting (normalizing, encoding) run on any input without a RecursionError.
 """
 
 from __future__ import annotations
@@ -28,8 +30,13 @@ MAX_RECORD_BYTES = 4 * 1024 * 1024  # Firehose records are at most 1,000 KiB; th
 # The exact path decodes a small window first and re-reads in the large one only what fails in it, so
 # splitting an object of many non-compact records stays linear instead of decoding MAX_RECORD_BYTES each.
 EXACT_WINDOWS = (64 * 1024, MAX_RECORD_BYTES)
+# A CTR nests four levels deep; past this a value is not a contact record, and far past it the decoders
+# and every recursive step after them would run out of stack.
+MAX_DEPTH = 64
 # Rejections whose byte range is the whole value: scanning resumes after it rather than inside it.
-VALUE_PROBLEMS = frozenset({"invalid_number", "invalid_utf8", "invalid_unicode"})
+VALUE_PROBLEMS = frozenset({"invalid_number", "invalid_utf8", "invalid_unicode", "too_deep", "too_large"})
+# Strings and brackets, to find where a value too deep to decode ends without recursing.
+BRACKET_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 # Only text with a surrogate escape can decode to a lone surrogate, which no UTF-8 writer accepts.
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 MAX_FAST_EXTENSIONS = 64
@@ -72,7 +79,7 @@ def split_values(data: bytes) -> Iterator[Record | Rejected]:
             continue
         resume = decoded.end if decoded.reason in VALUE_PROBLEMS else _next_decodable_start(data, view, pos)
         yield Rejected(pos, resume, decoded.reason, decoded.detail)
-        pos = resume
+        pos = _skip_whitespace(data, resume)
 
 
 def _skip_whitespace(data: bytes, pos: int) -> int:
@@ -87,10 +94,13 @@ def _skip_whitespace(data: bytes, pos: int) -> int:
 
 def _decode_at(data: bytes, view: memoryview, start: int) -> Record | Rejected:
     fast = _decode_fast(data, view, start)
-    return fast if fast is not None else _decode_exact(data, start)
+    decoded = fast if fast is not None else _decode_exact(data, start)
+    if isinstance(decoded, Record) and decoded.end - start > MAX_RECORD_BYTES:
+        return Rejected(start, decoded.end, "too_large", f"{decoded.end - start} bytes; a record may have {MAX_RECORD_BYTES}")
+    return decoded
 
 
-def _decode_fast(data: bytes, view: memoryview, start: int) -> Record | None:
+def _decode_fast(data: bytes, view: memoryview, start: int) -> Record | Rejected | None:
     """orjson on candidate slices; None when the exact decoder must decide."""
     search_from = start
     for _ in range(MAX_FAST_EXTENSIONS):
@@ -104,6 +114,8 @@ def _decode_fast(data: bytes, view: memoryview, start: int) -> Record | None:
                 return None
             search_from = end
             continue
+        if _too_deep(data, start, end, value):
+            return Rejected(start, end, "too_deep", f"nested deeper than {MAX_DEPTH} levels")
         # orjson keeps only the last of repeated keys and rounds integers beyond 64 bits; re-encoding
         # gives back the input exactly only when neither happened (and for compact input).
         if orjson.dumps(value) != piece:
@@ -141,8 +153,14 @@ def _decode_window(data: bytes, start: int, size: int) -> Record | Rejected:
             end_char = _LENIENT_DECODER.raw_decode(text)[1]
         except json.JSONDecodeError as syntax_error:
             return _syntax_rejection(start, window, text, syntax_error)
+        except RecursionError:
+            return _deep_rejection(data, start)
         return Rejected(start, start + _byte_length(text[:end_char]), "invalid_number", str(error))
+    except RecursionError:
+        return _deep_rejection(data, start)
     end = start + _byte_length(text[:end_char])
+    if _too_deep(data, start, end, value):
+        return Rejected(start, end, "too_deep", f"nested deeper than {MAX_DEPTH} levels")
     try:
         data[start:end].decode("utf-8")
     except UnicodeDecodeError as error:
@@ -150,6 +168,37 @@ def _decode_window(data: bytes, start: int, size: int) -> Record | Rejected:
     if SURROGATE_ESCAPE.search(data, start, end) and not _utf8_writable(value):
         return Rejected(start, end, "invalid_unicode", "a \\u escape leaves a lone surrogate, which UTF-8 cannot hold")
     return Record(start, end, value)
+
+
+def _too_deep(data: bytes, start: int, end: int, value: Any) -> bool:
+    """True when `value` nests deeper than MAX_DEPTH. Counting brackets first (in C) spares nearly every
+    record the walk: a value cannot be deeper than the brackets it contains."""
+    if data.count(b"{", start, end) + data.count(b"[", start, end) <= MAX_DEPTH:
+        return False
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is dict or kind is list or kind is DuplicateKeys:
+            if depth > MAX_DEPTH:
+                return True
+            children = item.values() if kind is dict else (pair[1] for pair in item) if kind is DuplicateKeys else item
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _deep_rejection(data: bytes, start: int) -> Rejected:
+    """A value too deep for the decoders to recurse through: find its end by counting brackets instead."""
+    depth = 0
+    for token in BRACKET_TOKENS.finditer(data, start):
+        bracket = token.group()
+        if bracket in (b"{", b"["):
+            depth += 1
+        elif bracket in (b"}", b"]"):
+            depth -= 1
+            if depth == 0:
+                return Rejected(start, token.end(), "too_deep", f"nested deeper than {MAX_DEPTH} levels")
+    return Rejected(start, len(data), "too_deep", f"nested deeper than {MAX_DEPTH} levels and never closed")
 
 
 def _syntax_rejection(start: int, window: bytes, text: str, error: json.JSONDecodeError) -> Rejected:
@@ -170,10 +219,13 @@ def _utf8_writable(value: Any) -> bool:
 
 
 def _next_decodable_start(data: bytes, view: memoryview, after: int) -> int:
-    """The next `{` from which a JSON value decodes, or the end of the data."""
+    """The next `{` from which a JSON value decodes (a record, or a value rejected whole for its content),
+    or the end of the data. Stopping at a value rejected whole keeps it out of the junk before it, and
+    keeps a deep value from being retried at every `{` inside it."""
     candidate = data.find(b"{", after + 1)
     while candidate != -1:
-        if isinstance(_decode_at(data, view, candidate), Record):
+        decoded = _decode_at(data, view, candidate)
+        if isinstance(decoded, Record) or decoded.reason in VALUE_PROBLEMS:
             return candidate
         candidate = data.find(b"{", candidate + 1)
     return len(data)

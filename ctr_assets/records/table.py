@@ -4,6 +4,12 @@ Each `dt=` partition is one Parquet file, rewritten whole and published in one s
 old file or the new one. The merge is a union with what is already there followed by the dedup rule, so
 it is idempotent and can never drop a row: reprocessing any input, in any order, any number of times,
 changes nothing (design rules 3 and 7).
+
+The dedup rule holds across partitions: a contact's copies are compared wherever their dates put them,
+so an updated copy whose InitiationTimestamp moved it to another date replaces the row in the old date
+(the row moves). Files gaining rows are published before files only losing them: a run killed between
+the two leaves a contact twice (which `ctr:contactid_unique` reports), never missing, and merging the
+same flatfiles again completes the move.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class MergeResult:
     duplicates_in_batch: int = 0
     rows_inserted: int = 0
     rows_updated: int = 0
+    rows_moved: int = 0  # older copies removed from another date's partition
     partitions_written: list[str] = field(default_factory=list)
     partitions_widened: list[str] = field(default_factory=list)
     schema: dict[str, Type] = field(default_factory=dict)
@@ -42,6 +49,11 @@ class MergeResult:
 
 def partition_file(dt: str) -> str:
     return f"{TABLE_PREFIX}dt={dt}/ctr.parquet"
+
+
+def partition_date(key: str) -> str:
+    """The `dt` of a partition file's key (`parquet/ctr/dt=2026-11-27/ctr.parquet` -> `2026-11-27`)."""
+    return key.rsplit("/", 2)[-2].removeprefix("dt=")
 
 
 def table_files(storage: Storage) -> list[str]:
@@ -98,8 +110,8 @@ def merge_flatfiles(connection: Any, storage: Storage, flat_keys: Iterable[str])
     )
     result.records_read = _scalar(connection, "SELECT count(*) FROM incoming")
     connection.execute(
-        f"CREATE OR REPLACE TEMP TABLE batch AS SELECT * FROM incoming "
-        f"QUALIFY row_number() OVER (PARTITION BY contactid ORDER BY {WINNER_ORDER}) = 1"
+        f"CREATE OR REPLACE TEMP TABLE batch AS SELECT *, strftime(initiationtimestamp, '%Y-%m-%d') AS _dt "
+        f"FROM incoming QUALIFY row_number() OVER (PARTITION BY contactid ORDER BY {WINNER_ORDER}) = 1"
     )
     result.duplicates_in_batch = result.records_read - _scalar(connection, "SELECT count(*) FROM batch")
 
@@ -108,23 +120,70 @@ def merge_flatfiles(connection: Any, storage: Storage, flat_keys: Iterable[str])
             _rewrite_partition(connection, storage, key, schema, target)
             result.partitions_widened.append(key)
 
-    dates = [row[0] for row in connection.sql(
-        "SELECT DISTINCT strftime(initiationtimestamp, '%Y-%m-%d') FROM batch ORDER BY 1").fetchall()]
-    for dt in dates:
-        inserted, updated = _merge_partition(connection, storage, dt, target)
-        if inserted or updated:
-            result.partitions_written.append(partition_file(dt))
-        result.rows_inserted += inserted
-        result.rows_updated += updated
+    _select_winners(connection, storage, per_file)
+    result.rows_inserted = _scalar(connection, "SELECT count(*) FROM winner WHERE _origin = 1 AND NOT _stored")
+    result.rows_updated = _scalar(connection, "SELECT count(*) FROM winner WHERE _origin = 1 AND _stored")
+    result.rows_moved = _scalar(connection, "SELECT count(*) FROM evicted")
+    gaining = [row[0] for row in connection.sql("SELECT DISTINCT _dt FROM batch ORDER BY 1").fetchall()]
+    losing = [row[0] for row in connection.sql("SELECT DISTINCT _dt FROM evicted ORDER BY 1").fetchall()]
+    for dt in gaining + [dt for dt in losing if dt not in gaining]:
+        _merge_partition(connection, storage, dt, target)
+        result.partitions_written.append(partition_file(dt))
     result.schema = target
     return result
 
 
-def _merge_partition(connection: Any, storage: Storage, dt: str, target: dict[str, Type]) -> tuple[int, int]:
+def _select_winners(connection: Any, storage: Storage, per_file: dict[str, dict[str, Type]]) -> None:
+    """Apply the dedup rule to the batch and every copy of its contacts already in the table, in any
+    partition. Leaves `batch` holding only rows that win, `winner` one row per contact, and `evicted` the
+    table's copies that lose to a winner in another date."""
+    files = [(storage.uri(key), partition_date(key)) for key in per_file]
+    ordering = "contactid, lastupdatetimestamp, _arrived_at, _source_key"
+    if files:
+        connection.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE stored AS
+            SELECT {ordering}, dates.dt AS _dt
+            FROM read_parquet({sql_list(uri for uri, _ in files)}, filename = '_file', union_by_name = true,
+                              hive_partitioning = false) AS copies
+            JOIN (VALUES {", ".join(f"({sql_text(uri)}, {sql_text(dt)})" for uri, dt in files)}) AS dates(uri, dt)
+              ON copies._file = dates.uri
+            WHERE contactid IN (SELECT contactid FROM batch)
+            """
+        )
+    else:
+        connection.execute(f"CREATE OR REPLACE TEMP TABLE stored AS SELECT {ordering}, _dt FROM batch LIMIT 0")
+    # A complete tie between stored copies in two dates (only a table broken by hand has one) goes to
+    # the later date, so the choice never depends on file order.
+    connection.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE winner AS
+        SELECT contactid, _origin, _dt, contactid IN (SELECT contactid FROM stored) AS _stored
+        FROM (
+            SELECT {ordering}, _dt, _origin, _row_hash FROM batch
+            UNION ALL BY NAME
+            SELECT *, 0 AS _origin, NULL AS _row_hash FROM stored
+        )
+        QUALIFY row_number() OVER (PARTITION BY contactid ORDER BY {WINNER_ORDER}, _dt DESC) = 1
+        """
+    )
+    connection.execute("DELETE FROM batch WHERE contactid IN (SELECT contactid FROM winner WHERE _origin = 0)")
+    connection.execute(
+        "CREATE OR REPLACE TEMP TABLE evicted AS SELECT s.contactid, s._dt FROM stored s "
+        "JOIN winner w ON s.contactid = w.contactid AND s._dt <> w._dt"
+    )
+
+
+def _merge_partition(connection: Any, storage: Storage, dt: str, target: dict[str, Type]) -> None:
+    """Rewrite one date's file: its rows, less those evicted, with the batch's winners of that date."""
     key = partition_file(dt)
-    batch = f"SELECT * FROM batch WHERE strftime(initiationtimestamp, '%Y-%m-%d') = {sql_text(dt)}"
+    date = sql_text(dt)
+    batch = f"SELECT * EXCLUDE (_dt) FROM batch WHERE _dt = {date}"
     if storage.exists(key):
-        existing = f"SELECT *, NULL AS _row_hash, 0 AS _origin FROM {_read_partition(storage, key)}"
+        existing = (
+            f"SELECT *, NULL AS _row_hash, 0 AS _origin FROM {_read_partition(storage, key)} "
+            f"WHERE contactid NOT IN (SELECT contactid FROM evicted WHERE _dt = {date})"
+        )
         candidates = f"{existing} UNION ALL BY NAME {batch}"
     else:
         candidates = batch
@@ -132,20 +191,12 @@ def _merge_partition(connection: Any, storage: Storage, dt: str, target: dict[st
         f"CREATE OR REPLACE TEMP TABLE merged AS SELECT * FROM ({candidates}) "
         f"QUALIFY row_number() OVER (PARTITION BY contactid ORDER BY {WINNER_ORDER}) = 1"
     )
-    changed = _scalar(connection, "SELECT count(*) FROM merged WHERE _origin = 1")
-    if not changed:
-        return 0, 0
-    inserted = changed
-    if storage.exists(key):
-        inserted = _scalar(
-            connection,
-            f"SELECT count(*) FROM merged m WHERE _origin = 1 AND NOT EXISTS "
-            f"(SELECT 1 FROM {_read_partition(storage, key)} e WHERE e.contactid = m.contactid)",
-        )
-    present = _columns(connection, "merged")
-    ordered = ", ".join(quote(name) for name in target if name in present)
+    if not _scalar(connection, "SELECT count(*) FROM merged"):  # every row moved to another date
+        storage.delete(key)
+        return
+    columns = _columns(connection, "merged")
+    ordered = ", ".join(quote(name) for name in target if name in columns)
     _write_parquet(connection, storage, key, f"SELECT {ordered} FROM merged ORDER BY contactid")
-    return inserted, changed - inserted
 
 
 def _rewrite_partition(connection: Any, storage: Storage, key: str, schema: dict[str, Type], target: dict[str, Type]) -> None:

@@ -1,0 +1,143 @@
+"""Data protection: customer phone numbers masked or keyed-hashed before flatfiles, table and dashboards;
+secrets in no log, metadata, message or file; the UI bound to this machine in the README's commands."""
+
+import io
+import json
+import re
+from contextlib import closing
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from ctr_assets.api import run_pipeline
+from ctr_assets.layout import RAW
+from ctr_assets.records.flatten import flatten_object
+from ctr_assets.records.phones import hash_address, mask_address, phone_protector
+from ctr_assets.resources import storage_for
+from ctr_assets.settings import CtrSettings, SettingError
+from ctr_assets.warehouse import refresh_ctr_view, scratch_connection
+from ctr_assets_tests.helpers import settings_for, write_sample
+
+SECRET = "fake-hash-key-7f3a9c1e5b2d4680"
+AWS_SECRET = "fakeAWSsecretKEY/4b1d0c9e8f7a6b5c4d3e2f1a0"
+
+
+@pytest.mark.parametrize("address, masked", [
+    ("+15551234567", "+*******4567"), ("+442071234567", "+********4567"), ("sip:ann@example.com", "***:***@*******.com"),
+    ("1234", "****"), ("", ""),
+])
+def test_mask_keeps_only_the_last_four_characters_readable(address, masked):
+    assert mask_address(address) == masked
+
+
+def test_the_keyed_hash_is_stable_per_key_and_unguessable_without_it():
+    same = hash_address("+15551234567", b"k" * 16)
+    assert same == hash_address("+15551234567", b"k" * 16) and same.startswith("hmac-sha256:")
+    assert same != hash_address("+15551234567", b"j" * 16) and same != hash_address("+15551234568", b"k" * 16)
+    assert "5551234567" not in same
+
+
+def test_endpoints_covered_and_not_covered():
+    data = json.dumps({
+        "ContactId": "c", "InitiationTimestamp": "2026-11-27T10:00:00Z",
+        "CustomerEndpoint": {"Address": 15551234567, "Type": "TELEPHONE_NUMBER"},
+        "TransferredToEndpoint": {"Address": "+15557654321", "Type": "TELEPHONE_NUMBER"},
+        "SystemEndpoint": {"Address": "+18005550100", "Type": "TELEPHONE_NUMBER"},
+        "Attributes": {"callbackNumber": "+15551234567"},
+    }).encode()
+    flat = io.BytesIO()
+    flatten_object(data, "raw/2026/11/27/10/x", flat, io.BytesIO(), phone_protector("mask"))
+    record = json.loads(flat.getvalue())
+    assert record["customerendpoint"]["address"] == "*******4567"  # a JSON number, widened to text first
+    assert record["transferredtoendpoint"]["address"] == "+*******4321"
+    assert record["systemendpoint"]["address"] == "+18005550100"  # the centre's own number
+    assert record["attributes"]["callbacknumber"] == "+15551234567"  # free-form: not covered (see README)
+
+
+def test_settings_refuse_an_unknown_mode_and_hash_without_a_long_enough_secret():
+    with pytest.raises(SettingError, match=r"^CTR_PHONE_NUMBERS: 'scramble' is not one of keep, mask, hash$"):
+        CtrSettings.from_env({"CTR_PHONE_NUMBERS": "scramble"})
+    with pytest.raises(SettingError, match=r"^CTR_HASH_SECRET: is not set; CTR_PHONE_NUMBERS=hash needs a secret key$"):
+        CtrSettings.from_env({"CTR_PHONE_NUMBERS": "hash"})
+    with pytest.raises(SettingError) as short:
+        CtrSettings.from_env({"CTR_PHONE_NUMBERS": "hash", "CTR_HASH_SECRET": "tooshort"})
+    assert "tooshort" not in str(short.value) and "shorter than 16 characters" in str(short.value)
+    assert CtrSettings.from_env({"CTR_PHONE_NUMBERS": "hash", "CTR_HASH_SECRET": SECRET}).phone_numbers == "hash"
+    assert SECRET not in repr(CtrSettings.from_env({"CTR_PHONE_NUMBERS": "hash", "CTR_HASH_SECRET": SECRET}))
+
+
+def customer_numbers(storage) -> set[str]:
+    """Every customer and transfer number in the raw objects, as sent, but the centre's own numbers
+    (a sample transfer goes to another of its queues, whose number is also a system endpoint)."""
+    found: dict[str, set[str]] = {"CustomerEndpoint": set(), "TransferredToEndpoint": set(), "SystemEndpoint": set()}
+    for item in storage.list(RAW):
+        for match in re.finditer(rb'"(\w+Endpoint)":\{"Address":"([^"]+)"', storage.read(item.key)):
+            found[match.group(1).decode()].add(match.group(2).decode())
+    return (found["CustomerEndpoint"] | found["TransferredToEndpoint"]) - found["SystemEndpoint"]
+
+
+def every_value_as_text(storage, warehouse: Path) -> dict[str, str]:
+    """Each file the pipeline wrote, as text a person or a tool could read: Parquet and DuckDB decoded."""
+    texts = {}
+    for path in storage.root_path.rglob("*"):
+        relative = path.relative_to(storage.root_path).as_posix()
+        if not path.is_file() or relative.startswith(RAW) or path == warehouse:
+            continue
+        if path.suffix == ".parquet":
+            with closing(duckdb.connect()) as connection:
+                texts[relative] = str(connection.sql(f"SELECT to_json(t) FROM read_parquet('{path}') t").fetchall())
+        else:
+            texts[relative] = path.read_bytes().decode("utf-8", "replace")
+    with closing(duckdb.connect(str(warehouse), read_only=True)) as connection:
+        for (name,) in connection.sql("SELECT table_name FROM information_schema.tables").fetchall():
+            texts[f"ctr.duckdb:{name}"] = str(connection.sql(f"SELECT to_json(t) FROM {name} t").fetchall())
+    return texts
+
+
+def test_with_hashing_on_no_customer_number_reaches_flatfiles_table_or_dashboards_and_no_secret_leaks(
+        tmp_path, monkeypatch, capfd):
+    for variable, value in {"CTR_PHONE_NUMBERS": "hash", "CTR_HASH_SECRET": SECRET, "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
+                            "AWS_SESSION_TOKEN": AWS_SECRET[::-1]}.items():
+        monkeypatch.setenv(variable, value)
+    settings = settings_for(tmp_path)
+    monkeypatch.setenv("CTR_FIRST_HOUR", settings.first_hour)
+    storage = storage_for(settings)
+    write_sample(storage, hours=2, contacts_per_hour=40)
+    storage.write("raw/2026/03/02/09/ctr-stream-1-2026-03-02-09-59-59-bad", b'{"ContactId":"x","Agent":"James"}garbage')
+    numbers = customer_numbers(storage)
+    instance = dg.DagsterInstance.ephemeral()
+
+    summary = run_pipeline(settings.storage_url, instance=instance, verbose=True)
+
+    assert summary.ok and summary.counts["records quarantined"] == 2 and len(numbers) > 20
+    texts = every_value_as_text(storage, Path(settings.warehouse_path).resolve())
+    assert {"ctr.duckdb:contacts_per_agent", "dashboards/index.html"} <= set(texts)
+    assert any(key.startswith("flatfiles/") for key in texts) and any(key.startswith("parquet/ctr/dt=") for key in texts)
+    leaked = {(name, number) for name, text in texts.items() for number in numbers
+              if number in text or number.lstrip("+") in text}
+    assert leaked == set()
+    with closing(scratch_connection()) as connection:
+        refresh_ctr_view(connection, storage)
+        stored = dict(connection.sql("SELECT contactid, customerendpoint.address FROM ctr "
+                                     "WHERE customerendpoint.address IS NOT NULL").fetchall())
+    assert stored and all(value.startswith("hmac-sha256:") for value in stored.values())
+    assert set(stored.values()) <= {hash_address(number, SECRET.encode()) for number in numbers}
+
+    records = [record for run in instance.get_runs() for record in instance.all_logs(run.run_id)]
+    written = [dg.serialize_value(run) for run in instance.get_runs()] + [dg.serialize_value(r) for r in records]
+    captured = capfd.readouterr()
+    for secret in (SECRET, AWS_SECRET, AWS_SECRET[::-1]):
+        assert not any(secret in text for text in written), "in a run record or event log"
+        assert secret not in captured.out + captured.err
+        assert not any(secret in text for text in texts.values())
+        assert not any(secret.encode() in path.read_bytes() for path in tmp_path.rglob("*") if path.is_file())
+
+
+def test_the_readme_starts_the_ui_on_this_machine_only():
+    """`dagster dev` has no authentication: anyone who can reach its port can run the pipeline."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    commands = [span for span in re.findall(r"`([^`\n]*dagster dev[^`\n]*)`", readme) if span != "dagster dev"]
+    assert len(commands) >= 2 and all("dagster dev -h 127.0.0.1" in command for command in commands)
+    assert "0.0.0.0" not in readme

@@ -1,0 +1,131 @@
+"""Quarantine you can act on: list by reason, replay after a fix, idempotently, without touching files."""
+
+from contextlib import closing
+
+import dagster as dg
+import pytest
+
+from ctr_assets.api import run_pipeline
+from ctr_assets.assets import DASHBOARD_FILE
+from ctr_assets.layout import QUARANTINE, flat_key, quarantine_key
+from ctr_assets.pipeline import pending_raw_keys
+from ctr_assets.quarantine import quarantined_items, replay
+from ctr_assets.records import fields
+from ctr_assets.records.flatten import quarantine_entry
+from ctr_assets.records.table import table_files
+from ctr_assets.storage import LocalStorage
+from ctr_assets.warehouse import scratch_connection
+from ctr_assets_tests.drivers import run_all_pending, table_rows
+from ctr_assets_tests.helpers import SAMPLE_START, ctr_record, firehose_object, raw_key
+from ctr_assets_tests.test_cli import ctr_assets
+
+FIRST, SECOND = raw_key(SAMPLE_START, 10, "first"), raw_key(SAMPLE_START, 20, "second")
+
+
+def write_raw(storage) -> None:
+    storage.write(FIRST, firehose_object(ctr_record("a", SAMPLE_START), ctr_record("b", SAMPLE_START, Channel="CHAT")))
+    storage.write(SECOND, firehose_object(ctr_record("c", SAMPLE_START)) + b"junk" + firehose_object(
+        ctr_record("d", SAMPLE_START)) + b'{"ContactId":"cut')
+
+
+@pytest.fixture
+def quarantined(storage, monkeypatch):
+    """A run under a field spec that was wrong (`Channel` declared a number), then fixed."""
+    write_raw(storage)
+    with monkeypatch.context() as wrong:
+        wrong.setitem(fields.KNOWN_FIELDS, "channel", fields.INTEGER)
+        run_all_pending(str(storage.root_path), storage)
+    return storage
+
+
+def reasons(storage) -> list[str]:
+    return sorted(item.reason for item in quarantined_items(storage))
+
+
+def replay_now(storage, reason=None):
+    with closing(scratch_connection()) as connection:
+        return replay(storage, connection, reason)
+
+
+def test_items_are_listed_with_their_source_offset_and_reason(quarantined):
+    items = quarantined_items(quarantined)
+    assert reasons(quarantined) == ["invalid_json", "truncated"] + ["type_conflict"] * 4
+    assert {item.source_key for item in items} == {FIRST, SECOND}
+    assert [item.entry["detail"].split(":")[0] for item in quarantined_items(quarantined, "type_conflict")] == ["channel"] * 4
+    junk = quarantined_items(quarantined, "invalid_json")[0]
+    assert junk.content == b"junk" and quarantined.read(SECOND)[junk.entry["offset"]:].startswith(b"junk")
+
+
+def test_a_replay_after_the_fix_moves_what_now_passes_into_the_table_and_keeps_the_rest(quarantined, tmp_path):
+    report = replay_now(quarantined, "type_conflict")
+
+    assert (report.examined, report.replayed, report.records_written) == (4, 4, 4)
+    assert report.merge.rows_inserted == 4
+    assert reasons(quarantined) == ["invalid_json", "truncated"]
+    assert pending_raw_keys(quarantined) == {}
+    # The same table as a run that never had the wrong spec.
+    clean = LocalStorage(root=str(tmp_path / "clean"))
+    write_raw(clean)
+    run_all_pending(str(clean.root_path), clean)
+    assert table_rows(quarantined) == table_rows(clean)
+    assert quarantined.read(flat_key(SECOND)) == clean.read(flat_key(SECOND))
+    assert quarantined.read(quarantine_key(SECOND)) == clean.read(quarantine_key(SECOND))
+
+
+def test_replaying_again_or_after_an_interruption_changes_nothing(quarantined, monkeypatch):
+    with monkeypatch.context() as interrupted:
+        interrupted.setattr("ctr_assets.quarantine._remove_entries", lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            replay_now(quarantined)
+    rows = table_rows(quarantined)
+    assert len(rows) == 4 and reasons(quarantined) == ["invalid_json", "truncated"] + ["type_conflict"] * 4
+
+    finished = replay_now(quarantined)
+    files = {key: quarantined.read(key) for key in table_files(quarantined)}
+    again = replay_now(quarantined)
+
+    assert (finished.replayed, finished.flatfiles_written, finished.still_failing) == (
+        4, [], {"invalid_json": 1, "truncated": 1})
+    assert (again.examined, again.replayed, again.merge) == (2, 0, None)
+    assert table_rows(quarantined) == rows and {key: quarantined.read(key) for key in table_files(quarantined)} == files
+    assert reasons(quarantined) == ["invalid_json", "truncated"]
+
+
+def test_an_item_that_still_fails_stays_exactly_as_it_was(quarantined):
+    before = {item.key: quarantined.read(item.key) for item in quarantined.list(QUARANTINE)}
+    with pytest.MonkeyPatch.context() as still_wrong:
+        still_wrong.setitem(fields.KNOWN_FIELDS, "channel", fields.INTEGER)
+        report = replay_now(quarantined)
+    assert (report.examined, report.replayed) == (6, 0)
+    assert report.still_failing == {"type_conflict": 4, "invalid_json": 1, "truncated": 1}
+    assert {item.key: quarantined.read(item.key) for item in quarantined.list(QUARANTINE)} == before
+
+
+def test_the_commands_list_by_reason_and_replay(tmp_path, monkeypatch):
+    """Entries an earlier version set aside, recovered with one command and no file edited by hand."""
+    storage = LocalStorage(root=str(tmp_path / "ctr_data"))
+    monkeypatch.setenv("CTR_FIRST_HOUR", "2026-01-01-00:00")
+    storage.write(FIRST, firehose_object(ctr_record("a", SAMPLE_START), ctr_record("b", SAMPLE_START)))
+    assert run_pipeline(storage.url, instance=dg.DagsterInstance.ephemeral()).ok
+    good = firehose_object(ctr_record("older", SAMPLE_START, Agent={"Username": "olga"}))
+    storage.write(SECOND, good + b"\x00\xff!")
+    storage.write(quarantine_key(SECOND), quarantine_entry(SECOND, 0, len(good), "type_conflict", "channel: …", good, False)
+                  + quarantine_entry(SECOND, len(good), len(good) + 3, "invalid_json", "Expecting value", b"\x00\xff!", False))
+
+    listed = ctr_assets("quarantine", "list", cwd=tmp_path)
+    only = ctr_assets("quarantine", "list", "--reason", "invalid_json", cwd=tmp_path)
+    replayed = ctr_assets("quarantine", "replay", "--reason", "type_conflict", cwd=tmp_path)
+
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[:6] == [
+        "2 quarantined items from 1 raw objects", "by reason:", "        1  type_conflict", "        1  invalid_json",
+        "by raw object:", f"        2  {SECOND}"]
+    assert f"{SECOND} @0 +{len(good)}: type_conflict: channel: …" in listed.stdout
+    assert only.stdout.startswith("1 quarantined items from 1 raw objects (reason invalid_json)")
+    assert replayed.returncode == 0 and replayed.stdout.startswith(
+        "replayed 1 of 1 quarantined items: 1 records now in the table; 0 still quarantined"), replayed.stderr
+    assert reasons(storage) == ["invalid_json"]
+    assert sorted(row[0] for row in table_rows(storage)) == ["a", "b", "older"]
+    assert b"olga" not in storage.read(DASHBOARD_FILE)
+    rerun = run_pipeline(storage.url, instance=dg.DagsterInstance.ephemeral())  # nothing pending, but the
+    assert rerun.runs == 1 and b"olga" in storage.read(DASHBOARD_FILE)  # table changed: dashboards refresh
