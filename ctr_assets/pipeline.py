@@ -15,6 +15,7 @@ from ctr_assets.layout import (
     flat_prefix,
     hour_of_raw_key,
     quarantine_key,
+    quarantine_prefix,
     raw_prefix,
 )
 from ctr_assets.records.flatten import FlattenStats, flatten_object
@@ -44,9 +45,10 @@ def raw_keys(storage: Storage, hour: datetime) -> list[str]:
     return [item.key for item in storage.list(raw_prefix(hour)) if hour_of_raw_key(item.key) == hour]
 
 
-def flatten_raw_object(storage: Storage, key: str) -> FlattenStats:
+def flatten_raw_object(storage: Storage, key: str, quarantined_before: bool = True) -> FlattenStats:
     """Flatten one raw object: its quarantine entries are published first, its flatfile last, so an
-    existing flatfile always means the object was completely processed."""
+    existing flatfile always means the object was completely processed. `quarantined_before` False says
+    there is no earlier quarantine file to remove (saving a request per object on S3)."""
     data = storage.read(key)
     quarantined = io.BytesIO()
     with storage.writer(flat_key(key)) as staged:
@@ -54,7 +56,7 @@ def flatten_raw_object(storage: Storage, key: str) -> FlattenStats:
             stats = flatten_object(data, key, flat_out, quarantined)
         if stats.records_quarantined:
             storage.write(quarantine_key(key), quarantined.getvalue())
-        else:
+        elif quarantined_before:
             storage.delete(quarantine_key(key))
     return stats
 
@@ -66,14 +68,17 @@ def flatten_hours(
     unless `reprocess` is set (their flatfile has a deterministic name, so redoing them is harmless)."""
     report = FlattenReport()
     todo: list[str] = []
+    quarantined: set[str] = set()
     for hour in hours:
         keys = raw_keys(storage, hour)
         done = set() if reprocess else {item.key for item in storage.list(flat_prefix(hour))}
         pending = [key for key in keys if flat_key(key) not in done]
         report.skipped += len(keys) - len(pending)
         todo.extend(pending)
+        if pending:
+            quarantined.update(item.key for item in storage.list(quarantine_prefix(hour)))
     for number, key in enumerate(todo, start=1):
-        stats = flatten_raw_object(storage, key)
+        stats = flatten_raw_object(storage, key, quarantined_before=quarantine_key(key) in quarantined)
         report.objects.append(stats)
         if progress is not None:
             progress(number, len(todo), stats)
@@ -83,19 +88,24 @@ def flatten_hours(
 def conservation_problems(storage: Storage, objects: Iterable[FlattenStats]) -> list[str]:
     """Recount what was persisted for each object: flatfile lines plus quarantine entries must equal the
     records found in it. Returns one line per object that does not add up."""
+    objects = list(objects)
+    # One listing per hour says which files exist, instead of one existence check per object.
+    hours = {hour_of_raw_key(stats.source_key) for stats in objects}
+    stored = {item.key for hour in hours if hour for prefix in (flat_prefix(hour), quarantine_prefix(hour))
+              for item in storage.list(prefix)}
+
+    def count_lines(key: str) -> int:
+        return storage.read(key).count(b"\n") if key in stored else 0
+
     problems = []
     for stats in objects:
-        written = _count_lines(storage, flat_key(stats.source_key))
-        quarantined = _count_lines(storage, quarantine_key(stats.source_key))
+        written = count_lines(flat_key(stats.source_key))
+        quarantined = count_lines(quarantine_key(stats.source_key))
         if written + quarantined != stats.records_in:
             problems.append(
                 f"{stats.source_key}: {stats.records_in} records in, {written} written + {quarantined} quarantined"
             )
     return problems
-
-
-def _count_lines(storage: Storage, key: str) -> int:
-    return storage.read(key).count(b"\n") if storage.exists(key) else 0
 
 
 def flatfile_keys(storage: Storage, hours: Iterable[datetime]) -> list[str]:

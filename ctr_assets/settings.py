@@ -7,6 +7,7 @@ not a stack trace from deep inside a run.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -16,6 +17,8 @@ from pydantic import Field
 from dagster._utils.schedules import is_valid_cron_string
 
 DEFAULT_STORAGE_URL = "ctr_data"
+# S3's bucket naming rules (3-63 characters: lower-case letters, digits, dots and hyphens).
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 class SettingError(ValueError):
@@ -78,6 +81,10 @@ class CtrSettings(dg.ConfigurableResource):
         return settings
 
     def validate_values(self) -> None:
+        if self.is_s3 and not BUCKET_NAME.fullmatch(self.s3_location[0]):
+            raise SettingError(f"CTR_STORAGE_URL: {self.storage_url!r} does not name a valid bucket (s3://bucket[/prefix])")
+        if self.s3_endpoint_url and not re.fullmatch(r"https?://[^/\s]+/?", self.s3_endpoint_url):
+            raise SettingError(f"CTR_S3_ENDPOINT_URL: {self.s3_endpoint_url!r} is not an http(s)://host[:port] URL")
         if not is_valid_cron_string(self.etl_cron):
             raise SettingError(f"CTR_ETL_CRON: {self.etl_cron!r} is not a valid cron expression")
         if not 60 <= self.sensor_interval_seconds <= 900:
@@ -96,6 +103,12 @@ class CtrSettings(dg.ConfigurableResource):
     @property
     def is_s3(self) -> bool:
         return self.storage_url.startswith("s3://")
+
+    @property
+    def s3_location(self) -> tuple[str, str]:
+        """(bucket, key prefix) of an s3:// storage URL."""
+        bucket, _, prefix = self.storage_url.removeprefix("s3://").partition("/")
+        return bucket, prefix.strip("/")
 
     @property
     def warehouse_path(self) -> str:

@@ -10,7 +10,7 @@ import os
 import tempfile
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
@@ -24,7 +24,7 @@ class ObjectInfo(NamedTuple):
 
 
 class StorageError(RuntimeError):
-    """A storage problem explained in one line, naming the setting to check."""
+    """A storage (or other AWS access) problem explained in one line, naming the setting to check."""
 
 
 class Storage(dg.ConfigurableResource, ABC):
@@ -36,8 +36,8 @@ class Storage(dg.ConfigurableResource, ABC):
         """The storage URL as a user would write it (a folder or s3://bucket/prefix)."""
 
     @abstractmethod
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Objects whose key starts with `prefix`, in key order."""
+    def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
+        """Objects whose key starts with `prefix`, in key order; only keys after `start_after` when given."""
 
     @abstractmethod
     def read(self, key: str) -> bytes: ...
@@ -54,6 +54,11 @@ class Storage(dg.ConfigurableResource, ABC):
         """A local path to fill; published under `key` in one step when the block exits cleanly."""
 
     @abstractmethod
+    @contextmanager
+    def local_paths(self, keys: list[str]) -> Iterator[list[str]]:
+        """Paths on this machine holding `keys` while the block runs (the files themselves, or copies)."""
+
+    @abstractmethod
     def uri(self, key: str) -> str:
         """How DuckDB names `key` once `attach` has run on its connection."""
 
@@ -64,6 +69,17 @@ class Storage(dg.ConfigurableResource, ABC):
     def write(self, key: str, data: bytes) -> None:
         with self.writer(key) as path:
             path.write_bytes(data)
+
+    def apply_retention(self, prefix: str, hours: int) -> str:
+        """Make objects under `prefix` expire `hours` after they were written; says what was done.
+
+        Here: delete the ones already expired (run it periodically). A bucket overrides it with a lifecycle
+        rule, so the store itself expires them."""
+        cutoff = datetime.now(timezone.utc) - timedelta(hours=hours)
+        expired = [item.key for item in self.list(prefix) if item.last_modified < cutoff]
+        for key in expired:
+            self.delete(key)
+        return f"deleted {len(expired)} objects older than {hours} h under {self.uri(prefix)}"
 
 
 def check_key(key: str) -> str:
@@ -90,14 +106,14 @@ class LocalStorage(Storage):
     def path(self, key: str) -> Path:
         return self.root_path / check_key(key)
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+    def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
         # Walk only the folders the prefix can reach, so listing one hour never scans the whole tree.
         folder, _, name_start = prefix.rpartition("/")
         base = self.root_path / folder if folder else self.root_path
         if not base.is_dir():
             return
         keys = (path.relative_to(self.root_path).as_posix() for path in _walk_files(base))
-        for key in sorted(key for key in keys if key.startswith(prefix)):
+        for key in sorted(key for key in keys if key.startswith(prefix) and key > start_after):
             stat = self.path(key).stat()
             yield ObjectInfo(key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc))
 
@@ -121,6 +137,10 @@ class LocalStorage(Storage):
             os.replace(staged, target)
         finally:
             Path(staged).unlink(missing_ok=True)
+
+    @contextmanager
+    def local_paths(self, keys: list[str]) -> Iterator[list[str]]:
+        yield [self.path(key).as_posix() for key in keys]
 
     def uri(self, key: str) -> str:
         return self.path(key).as_posix() + ("/" if key.endswith("/") else "")

@@ -6,19 +6,20 @@ from pathlib import Path
 
 from ctr_assets.sample import write_firehose_objects
 from ctr_assets.settings import CtrSettings
-from ctr_assets.storage import LocalStorage
+from ctr_assets.storage import Storage
 
 SAMPLE_START = datetime(2026, 3, 2, 8, tzinfo=timezone.utc)
 
 
-def settings_for(tmp_path: Path, **overrides) -> CtrSettings:
+def settings_for(tmp_path: Path, storage_url: str | None = None, **overrides) -> CtrSettings:
     return CtrSettings.from_env(
-        {}, storage_url=str(tmp_path / "data"), first_hour="2026-01-01-00:00", **overrides
+        {}, storage_url=storage_url or str(tmp_path / "data"), first_hour="2026-01-01-00:00", **overrides
     )
 
 
-def write_sample(storage: LocalStorage, hours: int = 3, contacts_per_hour: int = 60, seed: int = 7):
-    return write_firehose_objects(storage.write, SAMPLE_START, hours, contacts_per_hour, seed=seed)
+def write_sample(storage: Storage, hours: int = 3, contacts_per_hour: int = 60, seed: int = 7, batch_seconds: int = 60):
+    return write_firehose_objects(storage.write, SAMPLE_START, hours, contacts_per_hour, seed=seed,
+                                  batch_seconds=batch_seconds)
 
 
 def ctr_record(contact_id: str, initiated: datetime, updated: datetime | None = None, **fields) -> dict:

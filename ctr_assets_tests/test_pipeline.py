@@ -1,4 +1,5 @@
-"""The whole graph through Dagster on the embedded default: sample data in, table, checks and dashboard out."""
+"""The whole graph through Dagster, on a local folder and on a bucket: sample data in, table, checks and
+dashboard out."""
 
 from contextlib import closing
 from datetime import timedelta
@@ -17,12 +18,20 @@ from ctr_assets_tests.helpers import SAMPLE_START, ctr_record, firehose_object, 
 
 
 @pytest.fixture
-def sample(tmp_path, monkeypatch):
+def sample(settings):
+    """Sample data on a local folder and on a bucket (fewer, larger objects there: each request to the
+    test's S3 server costs milliseconds)."""
+    storage = storage_for(settings)
+    stats = write_sample(storage, batch_seconds=600 if settings.is_s3 else 60)
+    return settings, storage, stats
+
+
+@pytest.fixture
+def local_sample(tmp_path, monkeypatch):
     settings = settings_for(tmp_path)
     monkeypatch.setenv("CTR_FIRST_HOUR", settings.first_hour)
     storage = storage_for(settings)
-    stats = write_sample(storage)
-    return settings, storage, stats
+    return settings, storage, write_sample(storage)
 
 
 def table_rows(storage, query="SELECT count(*) FROM ctr"):
@@ -31,8 +40,8 @@ def table_rows(storage, query="SELECT count(*) FROM ctr"):
         return connection.sql(query).fetchall()
 
 
-def test_sample_data_becomes_a_deduplicated_table_with_passing_checks(sample):
-    settings, storage, stats = sample
+def test_sample_data_becomes_a_deduplicated_table_with_passing_checks(local_sample):
+    settings, storage, stats = local_sample
     summary = run_pipeline(settings.storage_url, instance=dg.DagsterInstance.ephemeral())
 
     assert summary.ok, (summary.failed_checks, summary.failed_runs)
@@ -72,8 +81,8 @@ def test_a_late_file_for_an_old_hour_is_picked_up(sample):
     assert table_rows(storage, "SELECT _source_key FROM ctr WHERE contactid = 'late-contact'") == [(late,)]
 
 
-def test_a_failed_blocking_check_fails_the_run(sample):
-    settings, storage, _ = sample
+def test_a_failed_blocking_check_fails_the_run(local_sample):
+    settings, storage, _ = local_sample
     instance = dg.DagsterInstance.ephemeral()
     run_pipeline(settings.storage_url, instance=instance)
     # Break the table behind the pipeline's back: the same contact in two date partitions.
@@ -108,8 +117,8 @@ def test_expired_flatfiles_never_shrink_the_table(sample):
     assert table_rows(storage) == rows
 
 
-def test_flatten_skips_done_objects_unless_asked_to_reprocess(sample):
-    settings, storage, _ = sample
+def test_flatten_skips_done_objects_unless_asked_to_reprocess(local_sample):
+    settings, storage, _ = local_sample
     instance = dg.DagsterInstance.ephemeral()
     job = build_definitions(settings).resolve_job_def(ETL_JOB)
     hour = partition_of_hour(SAMPLE_START + timedelta(hours=1))
@@ -128,3 +137,18 @@ def test_flatten_skips_done_objects_unless_asked_to_reprocess(sample):
     assert second["objects flattened"].value == 0
     assert second["objects skipped (already flattened)"].value == first["objects flattened"].value
     assert forced["objects flattened"].value == first["objects flattened"].value
+
+
+def test_the_graph_on_a_bucket_gives_the_same_table_as_on_a_local_folder(s3_settings, tmp_path, monkeypatch):
+    local_settings = settings_for(tmp_path / "local")
+    tables = []
+    for settings in (s3_settings, local_settings):
+        storage = storage_for(settings)
+        write_sample(storage, hours=2, contacts_per_hour=40)
+        monkeypatch.setenv("CTR_DUCKDB_PATH", str(tmp_path / f"{len(tables)}.duckdb"))
+        summary = run_pipeline(settings.storage_url, instance=dg.DagsterInstance.ephemeral())
+        assert summary.ok, (summary.failed_checks, summary.failed_runs)
+        tables.append(table_rows(storage, "SELECT * FROM ctr ORDER BY contactid"))
+
+    on_s3, local = tables
+    assert len(on_s3) > 40 and on_s3 == local

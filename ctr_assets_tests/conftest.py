@@ -1,0 +1,93 @@
+"""A real S3 API for the tests: one moto server on 127.0.0.1 for the session (S3, SQS, Glue and Kinesis), and
+storage fixtures that run a test on a local folder and on a bucket."""
+
+import logging
+import socket
+import urllib.request
+import uuid
+from dataclasses import dataclass
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from ctr_assets.settings import CtrSettings
+from ctr_assets_tests.helpers import settings_for
+
+REGION = "us-east-1"
+# The standard AWS chain, pointed at moto: nothing from the developer's own AWS configuration leaks in.
+AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Moto:
+    url: str
+
+    def client(self, service: str, **credentials):
+        credentials = credentials or {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        return boto3.client(service, endpoint_url=self.url, region_name=REGION, **credentials)
+
+    def new_bucket(self) -> str:
+        name = f"ctr-{uuid.uuid4().hex[:12]}"
+        self.client("s3").create_bucket(Bucket=name)
+        return name
+
+    def require_auth(self, enabled: bool) -> None:
+        """Make moto check credentials and IAM policies (off by default, as in moto)."""
+        request = urllib.request.Request(f"{self.url}/moto-api/reset-auth", data=b"0" if enabled else b"inf",
+                                         headers={"Content-Type": "text/plain"})
+        urllib.request.urlopen(request, timeout=10).close()
+
+
+@pytest.fixture(scope="session")
+def moto():
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    with pytest.MonkeyPatch.context() as patch:
+        for name in UNSET:
+            patch.delenv(name, raising=False)
+        for name, value in AWS_ENVIRONMENT.items():
+            patch.setenv(name, value)
+        # SQS, Glue and Kinesis are found the standard way; S3 through CTR_S3_ENDPOINT_URL.
+        for service in ("SQS", "GLUE", "KINESIS"):
+            patch.setenv(f"AWS_ENDPOINT_URL_{service}", url)
+        yield Moto(url)
+    server.stop()
+
+
+@pytest.fixture
+def s3_settings(moto, tmp_path, monkeypatch) -> CtrSettings:
+    """Settings on a fresh bucket (under a key prefix), with the CTR_* variables set to match."""
+    settings = settings_for(tmp_path, storage_url=f"s3://{moto.new_bucket()}/contact-centre",
+                            s3_endpoint_url=moto.url, duckdb_path=str(tmp_path / "ctr.duckdb"))
+    for name in ("storage_url", "s3_endpoint_url", "duckdb_path", "first_hour"):
+        monkeypatch.setenv(f"CTR_{name.upper()}", getattr(settings, name))
+    return settings
+
+
+@pytest.fixture(params=["local", "s3"])
+def settings(request, tmp_path, monkeypatch) -> CtrSettings:
+    """The same test on a local folder and on a bucket."""
+    if request.param == "s3":
+        return request.getfixturevalue("s3_settings")
+    settings = settings_for(tmp_path)
+    monkeypatch.setenv("CTR_FIRST_HOUR", settings.first_hour)
+    return settings
