@@ -16,13 +16,15 @@ from ctr_assets.pipeline import pending_raw_keys
 from ctr_assets.records.table import table_files
 from ctr_assets.resources import storage_for
 from ctr_assets.settings import CtrSettings
+from ctr_assets.storage import StorageError
 from ctr_assets.warehouse import refresh_ctr_view, scratch_connection
 
 COUNTED = {
     FLATTENED: ("objects flattened", "records in", "records written", "records quarantined", "key collisions"),
     CTR: ("rows inserted", "rows updated", "duplicates collapsed in batch"),
 }
-QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Quiet: failures are summarized in one line each (PipelineSummary.errors) instead of Dagster's stack traces.
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 PROGRESS_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
@@ -37,6 +39,7 @@ class PipelineSummary:
     table_rows: int = 0
     failed_checks: list[str] = field(default_factory=list)
     failed_runs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # one line per failed step
     dashboard: str | None = None
 
     @property
@@ -53,7 +56,8 @@ def run_pipeline(
 ) -> PipelineSummary:
     """Flatten and merge every arrival hour with raw objects not yet flattened, then refresh the catalog,
     aggregates and dashboard, all through Dagster in this process. Safe to repeat: a second call finds
-    nothing pending and changes nothing."""
+    nothing pending and changes nothing. A storage problem inside a run is raised as the StorageError it
+    was, so callers see the same one line whether it happened before a run or in one."""
     settings = CtrSettings.from_env(storage_url=storage_url)
     definitions = build_definitions(settings)
     storage = storage_for(settings)
@@ -103,6 +107,7 @@ def _collect(summary: PipelineSummary, result: dg.ExecuteInProcessResult) -> Non
     summary.runs += 1
     if not result.success:
         summary.failed_runs.append(result.run_id)
+        summary.errors.extend(_step_errors(result))
     # A single-run range reports one materialization per partition, all with the run's metadata.
     per_asset = {event.asset_key: event.step_materialization_data.materialization
                  for event in result.get_asset_materialization_events()}
@@ -114,6 +119,23 @@ def _collect(summary: PipelineSummary, result: dg.ExecuteInProcessResult) -> Non
     for evaluation in result.get_asset_check_evaluations():
         if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
             summary.failed_checks.append(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}")
+
+
+def _step_errors(result: dg.ExecuteInProcessResult) -> list[str]:
+    """The first line of each failed step's error; Dagster wraps user errors, so the causes are searched."""
+    lines = []
+    for event in result.all_events:
+        if not event.is_step_failure:
+            continue
+        causes, error = [], event.step_failure_data.error
+        while error is not None:
+            causes.append(error)
+            error = error.cause
+        for cause in causes:
+            if cause.cls_name == StorageError.__name__:
+                raise StorageError(cause.message.split(": ", 1)[-1].strip())
+        lines.append(f"{event.step_key}: {causes[-1].message.strip().splitlines()[0]}")
+    return lines
 
 
 def _progress_line(summary: PipelineSummary) -> str:

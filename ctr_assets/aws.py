@@ -12,6 +12,7 @@ from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -69,6 +70,9 @@ def aws_errors(setting: str, resource: str, permission: str, endpoint_setting: s
         yield
     except (BotoCoreError, ClientError) as error:
         raise StorageError(explain(error, setting, resource, permission, endpoint_setting)) from error
+    except S3UploadFailedError as error:  # upload_file's wrapper around the ClientError
+        cause = error.__cause__ or error.__context__ or error
+        raise StorageError(explain(cause, setting, resource, permission, endpoint_setting)) from error
 
 
 def explain(error: Exception, setting: str, resource: str, permission: str, endpoint_setting: str) -> str:

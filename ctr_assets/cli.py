@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"FAILED check {check}", file=sys.stderr)
     for run_id in summary.failed_runs:
         print(f"FAILED run {run_id}", file=sys.stderr)
+    for error in summary.errors:
+        print(f"  {error}", file=sys.stderr)
     return 0 if summary.ok else 1
 
 

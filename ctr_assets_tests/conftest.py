@@ -1,10 +1,12 @@
 """A real S3 API for the tests: one moto server on 127.0.0.1 for the session (S3, SQS, Glue and Kinesis), and
 storage fixtures that run a test on a local folder and on a bucket."""
 
+import json
 import logging
 import socket
 import urllib.request
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import boto3
@@ -47,11 +49,28 @@ class Moto:
         self.client("s3").create_bucket(Bucket=name)
         return name
 
-    def require_auth(self, enabled: bool) -> None:
-        """Make moto check credentials and IAM policies (off by default, as in moto)."""
-        request = urllib.request.Request(f"{self.url}/moto-api/reset-auth", data=b"0" if enabled else b"inf",
-                                         headers={"Content-Type": "text/plain"})
-        urllib.request.urlopen(request, timeout=10).close()
+    def user_allowed(self, *actions: str) -> dict[str, str]:
+        """Credentials of a new IAM user allowed only `actions` (enforced inside `enforcing_iam`)."""
+        iam, name = self.client("iam"), f"user-{uuid.uuid4().hex[:8]}"
+        iam.create_user(UserName=name)
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": list(actions), "Resource": "*"}]}
+        iam.put_user_policy(UserName=name, PolicyName="allowed", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
+
+    @contextmanager
+    def enforcing_iam(self):
+        """moto checking signatures and IAM policies inside the block (it accepts anything by default)."""
+        def set_checked_after(count: bytes) -> None:
+            request = urllib.request.Request(f"{self.url}/moto-api/reset-auth", data=count,
+                                             headers={"Content-Type": "text/plain"})
+            urllib.request.urlopen(request, timeout=10).close()
+
+        set_checked_after(b"0")
+        try:
+            yield
+        finally:
+            set_checked_after(b"inf")
 
 
 @pytest.fixture(scope="session")

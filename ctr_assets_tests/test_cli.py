@@ -1,9 +1,13 @@
-"""`ctr-assets` as a user runs it: real processes, real folders."""
+"""`ctr-assets` as a user runs it: real processes, real folders, a real S3 API."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from ctr_assets.cli import main
+from ctr_assets.resources import storage_for
+from ctr_assets_tests.helpers import write_sample
 
 CLI = [str(Path(sys.executable).parent / "ctr-assets")]
 
@@ -56,3 +60,47 @@ def test_a_bad_setting_is_one_clear_line_naming_it(tmp_path):
     result = ctr_assets("run", cwd=tmp_path, env={"CTR_ETL_CRON": "every hour"})
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["ctr-assets: error: CTR_ETL_CRON: 'every hour' is not a valid cron expression"]
+
+
+def test_every_command_works_on_a_bucket(s3_settings, tmp_path):
+    bucket = s3_settings.storage_url
+    env = {"CTR_S3_ENDPOINT_URL": s3_settings.s3_endpoint_url}
+
+    simulated = ctr_assets("simulate", "--storage", bucket, "--start", "2026-03-02T08", "--hours", "1",
+                           "--contacts-per-hour", "20", cwd=tmp_path, env=env)
+    assert simulated.returncode == 0, simulated.stderr
+    run = ctr_assets("run", "--storage", bucket, cwd=tmp_path, env=env)
+    assert run.returncode == 0, run.stderr
+    rows = int(run.stdout.split("table:")[1].split()[0])
+    assert rows > 0 and f"dashboard: {bucket}/dashboards/index.html" in run.stdout
+    status = ctr_assets("status", "--storage", bucket, cwd=tmp_path, env=env)
+    assert status.returncode == 0 and "(0 pending)" in status.stdout and f"table rows:   {rows}" in status.stdout
+    query = ctr_assets("query", "--storage", bucket, "SELECT count(DISTINCT contactid) AS n FROM ctr", cwd=tmp_path, env=env)
+    assert query.returncode == 0 and str(rows) in query.stdout
+
+
+def test_a_missing_bucket_is_one_clear_line(moto, tmp_path):
+    result = ctr_assets("status", "--storage", "s3://no-such-bucket/ctr", cwd=tmp_path,
+                        env={"CTR_S3_ENDPOINT_URL": moto.url})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "ctr-assets: error: CTR_STORAGE_URL: bucket 'no-such-bucket' does not exist: check the name, AWS_REGION "
+        "and CTR_S3_ENDPOINT_URL"]
+
+
+def test_a_permission_missing_inside_a_dagster_run_is_one_line_naming_it(s3_settings, moto, monkeypatch, capsys):
+    storage = storage_for(s3_settings)
+    write_sample(storage, hours=1, contacts_per_hour=5, batch_seconds=3600)
+    reader = moto.user_allowed("s3:ListBucket", "s3:GetObject")  # may look, may not write flatfiles
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", reader["aws_access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", reader["aws_secret_access_key"])
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+
+    with moto.enforcing_iam():
+        code = main(["run"])
+
+    err = capsys.readouterr().err
+    (line,) = err.strip().splitlines()
+    assert code == 2
+    assert line.startswith(f"ctr-assets: error: AWS credentials (") and "needs s3:PutObject" in line
+    assert f"{storage.url}/flatfiles/" in line

@@ -75,31 +75,16 @@ def test_missing_credentials_say_where_credentials_come_from(moto, monkeypatch):
     assert one_line_error(storage).startswith("AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID")
 
 
-@pytest.fixture
-def iam_enforced(moto):
-    """moto checking signatures and IAM policies, with one user allowed only to read objects."""
+def test_rejected_credentials_and_missing_permissions_are_one_line_each(moto):
     bucket = moto.new_bucket()
-    iam = moto.client("iam")
-    iam.create_user(UserName="reader")
-    iam.put_user_policy(UserName="reader", PolicyName="read-only", PolicyDocument=(
-        '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}'))
-    key = iam.create_access_key(UserName="reader")["AccessKey"]
-    moto.require_auth(True)
-    try:
-        yield bucket, key
-    finally:
-        moto.require_auth(False)
-
-
-def test_rejected_credentials_and_missing_permissions_are_one_line_each(moto, iam_enforced):
-    bucket, key = iam_enforced
+    reader = moto.user_allowed("s3:GetObject")
     unknown = S3Storage(bucket=bucket, s3=S3Resource(
         endpoint_url=moto.url, aws_access_key_id="AKIAUNKNOWN", aws_secret_access_key="nope"))
-    reader = S3Storage(bucket=bucket, s3=S3Resource(
-        endpoint_url=moto.url, aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"]))
+    allowed_to_read = S3Storage(bucket=bucket, s3=S3Resource(endpoint_url=moto.url, **reader))
 
-    rejected = one_line_error(unknown)
-    denied = one_line_error(reader)
+    with moto.enforcing_iam():
+        rejected = one_line_error(unknown)
+        denied = one_line_error(allowed_to_read)
 
     assert rejected.startswith("AWS credentials (") and "rejected" in rejected and "InvalidAccessKeyId" in rejected
     assert denied.startswith("AWS credentials (") and "needs s3:ListBucket" in denied
