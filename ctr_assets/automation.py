@@ -3,7 +3,6 @@ hourly Glue job), the dashboard refresh after each table change, and the hourly 
 
 
 import hashlib
-import json
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -11,7 +10,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from ctr_assets.assets import CTR, RAW
 from ctr_assets.layout import floor_hour, hour_of_partition, hours_between, partition_of_hour
-from ctr_assets.pipeline import find_new_arrivals, pending_raw_keys
+from ctr_assets.pipeline import ArrivalScan, find_new_arrivals, pending_raw_keys
 from ctr_assets.settings import CtrSettings
 from ctr_assets.storage import Storage
 
@@ -20,6 +19,16 @@ def run_key(kind: str, partition: str, keys: list[str]) -> str:
     """Same objects, same key: Dagster then never launches a second run for them."""
     digest = hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
     return f"{kind}:{partition}:{digest}"
+
+
+def arrivals_result(new: dict[datetime, list[str]], cursor: str) -> dg.SensorResult:
+    """A run per arrival hour with new objects, and the new objects reported as `raw` materializations."""
+    requests, events = [], []
+    for hour, keys in new.items():
+        partition = partition_of_hour(hour)
+        requests.append(dg.RunRequest(run_key=run_key("raw", partition, keys), partition_key=partition))
+        events.append(dg.AssetMaterialization(RAW, partition=partition, metadata={"new objects": len(keys)}))
+    return dg.SensorResult(run_requests=requests, asset_events=events, cursor=cursor)
 
 
 def build_automation(
@@ -41,14 +50,9 @@ def build_automation(
     def raw_arrivals(context: dg.SensorEvaluationContext, storage: Storage) -> dg.SensorResult:
         now = datetime.now(timezone.utc)
         hours = hours_between(now - timedelta(hours=settings.sensor_lookback_hours - 1), now)
-        seen = json.loads(context.cursor) if context.cursor else {}
-        new, state = find_new_arrivals(storage, seen, [hour for hour in hours if in_range(hour, now)])
-        requests, events = [], []
-        for hour, keys in new.items():
-            partition = partition_of_hour(hour)
-            requests.append(dg.RunRequest(run_key=run_key("raw", partition, keys), partition_key=partition))
-            events.append(dg.AssetMaterialization(RAW, partition=partition, metadata={"new objects": len(keys)}))
-        return dg.SensorResult(run_requests=requests, asset_events=events, cursor=json.dumps(state))
+        new, scan = find_new_arrivals(
+            storage, ArrivalScan.from_json(context.cursor), [hour for hour in hours if in_range(hour, now)])
+        return arrivals_result(new, scan.to_json())
 
     @dg.schedule(
         name="etl_catchup",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +24,7 @@ from ctr_assets.records.table import MergeResult, merge_flatfiles
 from ctr_assets.storage import Storage
 
 Progress = Callable[[int, int, FlattenStats], None]
+LISTING_BUDGET = 10_000  # raw keys one sensor tick lists at most: ten ListObjectsV2 pages, seconds not minutes
 
 
 @dataclass
@@ -136,23 +138,57 @@ def pending_raw_keys(storage: Storage, hours: Iterable[datetime] | None = None) 
     return dict(sorted(pending.items()))
 
 
+@dataclass
+class ArrivalScan:
+    """What the arrival sensor remembers between ticks: every raw key already reported, per arrival hour
+    (`2026-03-02T08`), and where the last tick stopped when it ran out of listing budget."""
+
+    seen: dict[str, list[str]] = field(default_factory=dict)
+    resume: tuple[str, str] | None = None  # (hour, last key listed)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> "ArrivalScan":
+        state = json.loads(text) if text else {}
+        resume = state.get("resume")
+        return cls(seen=state.get("seen", {}), resume=tuple(resume) if resume else None)
+
+    def to_json(self) -> str:
+        return json.dumps({"seen": self.seen, "resume": self.resume})
+
+
 def find_new_arrivals(
-    storage: Storage, seen: dict[str, list[str]], hours: Iterable[datetime]
-) -> tuple[dict[datetime, list[str]], dict[str, list[str]]]:
-    """Raw keys in the given hour folders that are not in `seen` (hour -> keys already reported).
+    storage: Storage, scan: ArrivalScan, hours: list[datetime], budget: int = LISTING_BUDGET
+) -> tuple[dict[datetime, list[str]], ArrivalScan]:
+    """Raw keys in the given hour folders that `scan` has not seen, and the scan to remember next.
 
     Remembering every key of the listed hours, rather than a last key or a last-modified time, is what
     keeps objects that share a second or arrive out of key order from being skipped. Only the listed
-    hours are kept in the returned state, so it stays as small as the window."""
+    hours are kept, so the state stays as small as the window. At most `budget` keys are listed per call
+    (on S3, one ListObjectsV2 request per 1,000 keys); the next call carries on from where this one
+    stopped, so an unusually full hour spreads over several ticks instead of outlasting one."""
+    labels = [hour.strftime("%Y-%m-%dT%H") for hour in hours]
+    start, after = 0, ""
+    if scan.resume and scan.resume[0] in labels:
+        start, after = labels.index(scan.resume[0]), scan.resume[1]
+    seen = {label: scan.seen[label] for label in labels if label in scan.seen}
     new: dict[datetime, list[str]] = {}
-    state: dict[str, list[str]] = {}
-    for hour in hours:
-        label = hour.strftime("%Y-%m-%dT%H")
-        keys = raw_keys(storage, hour)
+    listed, resume = 0, None
+    for hour, label in zip(hours[start:], labels[start:]):
         known = set(seen.get(label, ()))
-        fresh = [key for key in keys if key not in known]
+        fresh = []
+        for item in storage.list(raw_prefix(hour), start_after=after):
+            listed += 1
+            if hour_of_raw_key(item.key) == hour and item.key not in known:
+                fresh.append(item.key)
+                known.add(item.key)
+            if listed >= budget:
+                resume = (label, item.key)
+                break
+        after = ""
         if fresh:
             new[hour] = fresh
-        if keys:
-            state[label] = sorted(known | set(keys))
-    return new, state
+        if known:
+            seen[label] = sorted(known)
+        if resume:
+            break
+    return new, ArrivalScan(seen, resume)
