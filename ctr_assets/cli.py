@@ -102,6 +102,23 @@ def query(args: argparse.Namespace) -> int:
     return 0
 
 
+def notifications(args: argparse.Namespace) -> int:
+    """Send the bucket's new raw objects to an SQS queue as S3 event notifications (for the raw_events sensor)."""
+    from ctr_assets.aws import AwsClients
+    from ctr_assets.events import configure_notifications
+    from ctr_assets.resources import storage_for
+
+    settings = CtrSettings.from_env(storage_url=args.storage)
+    if not settings.is_s3:
+        raise SettingError(f"CTR_STORAGE_URL: {settings.storage_url!r}: event notifications need s3:// storage")
+    storage = storage_for(settings)
+    queue_url = configure_notifications(
+        storage.client, AwsClients().client("sqs"), storage.bucket, storage.prefix, args.queue)
+    print(f"object-created events under {storage.uri(RAW)} now go to {queue_url}\n"
+          f"set CTR_SQS_QUEUE_URL={queue_url} for the raw_events sensor to read them")
+    return 0
+
+
 def _hour(text: str) -> datetime:
     try:
         return datetime.strptime(text, "%Y-%m-%dT%H").replace(tzinfo=timezone.utc)
@@ -132,6 +149,9 @@ def _parser() -> argparse.ArgumentParser:
     query_cmd = command("query", query, "run SQL against the ctr view")
     query_cmd.add_argument("sql")
     query_cmd.add_argument("--limit", type=int, default=40, help="rows to print")
+    notify = command("notifications", notifications,
+                     "send the bucket's new raw objects to an SQS queue (S3 event notifications)")
+    notify.add_argument("--queue", required=True, help="queue URL, or a name (created if missing)")
     return parser
 
 

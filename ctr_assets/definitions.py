@@ -7,6 +7,7 @@ import dagster as dg
 
 from ctr_assets.assets import CATALOG_ASSET, CTR, DASHBOARD, FLATTENED, RAW, build_assets
 from ctr_assets.automation import build_automation
+from ctr_assets.aws import AwsClients
 from ctr_assets.checks import build_checks
 from ctr_assets.resources import storage_for, warehouse_for
 from ctr_assets.settings import CtrSettings
@@ -43,7 +44,8 @@ def build_definitions(settings: CtrSettings | None = None) -> dg.Definitions:
         jobs=[etl_job, dashboard_job, freshness_job],
         sensors=sensors,
         schedules=schedules,
-        resources={"storage": storage_for(settings), "warehouse": warehouse_for(settings), "settings": settings},
+        resources={"storage": storage_for(settings), "warehouse": warehouse_for(settings), "settings": settings,
+                   "aws": AwsClients()},
         executor=dg.in_process_executor,
     )
 

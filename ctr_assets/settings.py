@@ -50,6 +50,10 @@ class CtrSettings(dg.ConfigurableResource):
     first_hour: str = Field(
         default="2025-01-01-00:00", description="CTR_FIRST_HOUR: the first hourly partition (UTC)."
     )
+    sqs_queue_url: str = Field(
+        default="", description="CTR_SQS_QUEUE_URL: SQS queue receiving the bucket's S3 event notifications; "
+        "empty: poll the bucket instead.",
+    )
     flatfiles_retention_hours: int = Field(
         default=24, description="CTR_FLATFILES_RETENTION_HOURS: how long flatfiles/ are kept."
     )
@@ -85,6 +89,10 @@ class CtrSettings(dg.ConfigurableResource):
             raise SettingError(f"CTR_STORAGE_URL: {self.storage_url!r} does not name a valid bucket (s3://bucket[/prefix])")
         if self.s3_endpoint_url and not re.fullmatch(r"https?://[^/\s]+/?", self.s3_endpoint_url):
             raise SettingError(f"CTR_S3_ENDPOINT_URL: {self.s3_endpoint_url!r} is not an http(s)://host[:port] URL")
+        if self.sqs_queue_url and not self.is_s3:
+            raise SettingError("CTR_SQS_QUEUE_URL: S3 event notifications need s3:// storage (CTR_STORAGE_URL)")
+        if self.sqs_queue_url and not re.fullmatch(r"https?://\S+", self.sqs_queue_url):
+            raise SettingError(f"CTR_SQS_QUEUE_URL: {self.sqs_queue_url!r} is not a queue URL (https://sqs.…)")
         if not is_valid_cron_string(self.etl_cron):
             raise SettingError(f"CTR_ETL_CRON: {self.etl_cron!r} is not a valid cron expression")
         if not 60 <= self.sensor_interval_seconds <= 900:
