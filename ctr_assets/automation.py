@@ -13,7 +13,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from ctr_assets import events
 from ctr_assets.assets import CTR, RAW
 from ctr_assets.aws import AwsClients
-from ctr_assets.layout import floor_hour, hour_of_partition, hour_of_raw_key, hours_between, partition_of_hour
+from ctr_assets.layout import FLATFILES, floor_hour, hour_of_partition, hour_of_raw_key, hours_between, partition_of_hour
 from ctr_assets.pipeline import ArrivalScan, find_new_arrivals, pending_raw_keys
 from ctr_assets.s3 import S3Storage
 from ctr_assets.settings import CtrSettings
@@ -142,5 +142,25 @@ def build_automation(
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Runs the raw freshness check every hour, so a stalled delivery stream is noticed.",
     )
+    # On a bucket the lifecycle rule (`ctr-assets retention`) expires flatfiles; a folder needs this job.
+    retention = dg.ScheduleDefinition(
+        name="flatfiles_retention",
+        job=flatfiles_retention,
+        cron_schedule="15 * * * *",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Deletes flatfiles older than CTR_FLATFILES_RETENTION_HOURS (the original 24 h lifecycle).",
+    )
     sensors = [raw_arrivals, dashboards_after_table] + ([raw_events] if settings.sqs_queue_url else [])
-    return sensors, [etl_catchup, freshness]
+    return sensors, [etl_catchup, freshness] + ([] if settings.is_s3 else [retention])
+
+
+@dg.op
+def expire_flatfiles(context: dg.OpExecutionContext, storage: Storage, settings: CtrSettings) -> None:
+    """Flatfiles are only needed until their hour is merged (merged hours are recorded apart from them)."""
+    context.log.info(storage.apply_retention(FLATFILES, settings.flatfiles_retention_hours))
+
+
+@dg.job(description="Deletes flatfiles older than CTR_FLATFILES_RETENTION_HOURS from a local storage folder.")
+def flatfiles_retention():
+    expire_flatfiles()

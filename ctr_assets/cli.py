@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from dotenv import load_dotenv
 
-from ctr_assets.layout import QUARANTINE, RAW, floor_hour
+from ctr_assets.layout import FLATFILES, QUARANTINE, RAW, floor_hour
 from ctr_assets.settings import DEFAULT_STORAGE_URL, CtrSettings, SettingError
 from ctr_assets.storage import StorageError
 
@@ -102,6 +102,16 @@ def query(args: argparse.Namespace) -> int:
     return 0
 
 
+def retention(args: argparse.Namespace) -> int:
+    """Expire flatfiles/ after the retention (the original 24 h lifecycle): an S3 lifecycle rule on a bucket,
+    a deletion of the expired ones on a folder (the flatfiles_retention schedule repeats it hourly)."""
+    from ctr_assets.resources import storage_for
+
+    settings = CtrSettings.from_env(storage_url=args.storage, flatfiles_retention_hours=args.hours)
+    print(storage_for(settings).apply_retention(FLATFILES, settings.flatfiles_retention_hours))
+    return 0
+
+
 def notifications(args: argparse.Namespace) -> int:
     """Send the bucket's new raw objects to an SQS queue as S3 event notifications (for the raw_events sensor)."""
     from ctr_assets.aws import AwsClients
@@ -149,6 +159,8 @@ def _parser() -> argparse.ArgumentParser:
     query_cmd = command("query", query, "run SQL against the ctr view")
     query_cmd.add_argument("sql")
     query_cmd.add_argument("--limit", type=int, default=40, help="rows to print")
+    keep = command("retention", retention, "expire flatfiles/ after the retention (an S3 lifecycle rule on a bucket)")
+    keep.add_argument("--hours", type=int, help="retention in hours (default: $CTR_FLATFILES_RETENTION_HOURS, else 24)")
     notify = command("notifications", notifications,
                      "send the bucket's new raw objects to an SQS queue (S3 event notifications)")
     notify.add_argument("--queue", required=True, help="queue URL, or a name (created if missing)")

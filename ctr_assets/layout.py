@@ -8,6 +8,7 @@ RAW = "raw/"
 FLATFILES = "flatfiles/"
 QUARANTINE = "quarantine/"
 CATALOG = "catalog/ctr/"
+MERGED = CATALOG + "merged/"  # per arrival hour, the flatfiles already in the table (they may expire)
 DASHBOARDS = "dashboards/"
 PARTITION_FORMAT = "%Y-%m-%d-%H:%M"  # Dagster's hourly partition keys
 
@@ -37,6 +38,10 @@ def raw_prefix(hour: datetime) -> str:
 
 def flat_prefix(hour: datetime) -> str:
     return FLATFILES + hour.astimezone(timezone.utc).strftime("%Y%m%d%H")
+
+
+def merged_key(hour: datetime) -> str:
+    return MERGED + hour.astimezone(timezone.utc).strftime("%Y%m%d%H.json")
 
 
 def quarantine_prefix(hour: datetime) -> str:

@@ -15,6 +15,7 @@ from ctr_assets.layout import (
     flat_key,
     flat_prefix,
     hour_of_raw_key,
+    merged_key,
     quarantine_key,
     quarantine_prefix,
     raw_prefix,
@@ -66,14 +67,17 @@ def flatten_raw_object(storage: Storage, key: str, quarantined_before: bool = Tr
 def flatten_hours(
     storage: Storage, hours: Iterable[datetime], reprocess: bool = False, progress: Progress | None = None
 ) -> FlattenReport:
-    """Flatten every raw object of the given arrival hours; already-flattened objects are skipped
-    unless `reprocess` is set (their flatfile has a deterministic name, so redoing them is harmless)."""
+    """Flatten every raw object of the given arrival hours; objects already flattened (or already merged,
+    their flatfile possibly expired) are skipped unless `reprocess` is set (their flatfile has a
+    deterministic name, so redoing them is harmless)."""
     report = FlattenReport()
     todo: list[str] = []
     quarantined: set[str] = set()
     for hour in hours:
         keys = raw_keys(storage, hour)
         done = set() if reprocess else {item.key for item in storage.list(flat_prefix(hour))}
+        if keys and not reprocess:
+            done |= merged_flat_keys(storage, hour)
         pending = [key for key in keys if flat_key(key) not in done]
         report.skipped += len(keys) - len(pending)
         todo.extend(pending)
@@ -110,19 +114,29 @@ def conservation_problems(storage: Storage, objects: Iterable[FlattenStats]) -> 
     return problems
 
 
-def flatfile_keys(storage: Storage, hours: Iterable[datetime]) -> list[str]:
-    return [item.key for hour in hours for item in storage.list(flat_prefix(hour)) if item.size]
-
-
 def merge_hours(storage: Storage, hours: Iterable[datetime], connection) -> MergeResult | None:
-    """Merge the flattened records of the given arrival hours into the table; None when there are none
-    (their flatfiles may have expired: the table is then left exactly as it is)."""
-    keys = flatfile_keys(storage, hours)
-    return merge_flatfiles(connection, storage, keys) if keys else None
+    """Merge the flattened records of the given arrival hours into the table, then record each hour's
+    flatfiles as merged; None when there are none (their flatfiles may have expired: the table is then
+    left exactly as it is)."""
+    listed = {hour: [item for item in storage.list(flat_prefix(hour))] for hour in hours}
+    keys = [item.key for items in listed.values() for item in items if item.size]
+    result = merge_flatfiles(connection, storage, keys) if keys else None
+    for hour, items in listed.items():
+        if items:
+            merged = merged_flat_keys(storage, hour) | {item.key for item in items}
+            storage.write(merged_key(hour), json.dumps(sorted(merged)).encode())
+    return result
+
+
+def merged_flat_keys(storage: Storage, hour: datetime) -> set[str]:
+    """The flatfiles of an arrival hour already merged into the table. The record lives outside
+    flatfiles/, so retention removing a flatfile never makes its raw object look unprocessed."""
+    key = merged_key(hour)
+    return set(json.loads(storage.read(key))) if storage.exists(key) else set()
 
 
 def pending_raw_keys(storage: Storage, hours: Iterable[datetime] | None = None) -> dict[datetime, list[str]]:
-    """Raw objects without a flatfile, by arrival hour; all of raw/ when `hours` is None."""
+    """Raw objects neither flattened nor merged, by arrival hour; all of raw/ when `hours` is None."""
     if hours is None:
         raw = [item.key for item in storage.list(RAW)]
         flat = {item.key for item in storage.list(FLATFILES)}
@@ -130,12 +144,17 @@ def pending_raw_keys(storage: Storage, hours: Iterable[datetime] | None = None) 
         hours = list(hours)
         raw = [key for hour in hours for key in raw_keys(storage, hour)]
         flat = {item.key for hour in hours for item in storage.list(flat_prefix(hour))}
-    pending: dict[datetime, list[str]] = defaultdict(list)
+    unflattened: dict[datetime, list[str]] = defaultdict(list)
     for key in raw:
         hour = hour_of_raw_key(key)
         if hour is not None and flat_key(key) not in flat:
-            pending[hour].append(key)
-    return dict(sorted(pending.items()))
+            unflattened[hour].append(key)
+    pending = {}
+    for hour, keys in sorted(unflattened.items()):
+        merged = merged_flat_keys(storage, hour)
+        if left := [key for key in keys if flat_key(key) not in merged]:
+            pending[hour] = left
+    return pending
 
 
 @dataclass

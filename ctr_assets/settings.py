@@ -55,7 +55,8 @@ class CtrSettings(dg.ConfigurableResource):
         "empty: poll the bucket instead.",
     )
     flatfiles_retention_hours: int = Field(
-        default=24, description="CTR_FLATFILES_RETENTION_HOURS: how long flatfiles/ are kept."
+        default=24, description="CTR_FLATFILES_RETENTION_HOURS: how long flatfiles/ are kept (S3 rounds up to "
+        "whole days); also how far back the ETL catch-up looks."
     )
     quarantine_rate_threshold: float = Field(
         default=0.01, description="CTR_QUARANTINE_RATE_THRESHOLD: quarantined share that raises a warning."
@@ -97,6 +98,8 @@ class CtrSettings(dg.ConfigurableResource):
             raise SettingError(f"CTR_ETL_CRON: {self.etl_cron!r} is not a valid cron expression")
         if not 60 <= self.sensor_interval_seconds <= 900:
             raise SettingError(f"CTR_SENSOR_INTERVAL_SECONDS: {self.sensor_interval_seconds} is outside 60-900")
+        if self.flatfiles_retention_hours < 1:
+            raise SettingError("CTR_FLATFILES_RETENTION_HOURS: must be at least 1")
         if self.sensor_lookback_hours < 1:
             raise SettingError("CTR_SENSOR_LOOKBACK_HOURS: must be at least 1")
         if not 0 <= self.quarantine_rate_threshold <= 1:

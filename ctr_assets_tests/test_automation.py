@@ -2,6 +2,8 @@
 Dagster instance."""
 
 import json
+import os
+import time
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -166,3 +168,21 @@ def test_etl_catchup_requests_unflattened_objects_of_older_hours(setup):
 
     assert [request.partition_key for request in before.run_requests] == [partition_of_hour(old_hour)]
     assert not after.run_requests and after.skip_message
+
+
+def test_a_folder_gets_an_hourly_retention_job_and_a_bucket_its_lifecycle_rule_instead(tmp_path, s3_settings):
+    settings = settings_for(tmp_path, flatfiles_retention_hours=24)
+    storage = storage_for(settings)
+    for key in ("flatfiles/2026030208old", "flatfiles/2026030209new"):
+        storage.write(key, b"{}\n")
+    day_ago = time.time() - 25 * 3600
+    os.utime(storage.path("flatfiles/2026030208old"), (day_ago, day_ago))
+    definitions = build_definitions(settings)
+
+    result = definitions.resolve_job_def("flatfiles_retention").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral())
+
+    assert result.success and [item.key for item in storage.list("flatfiles/")] == ["flatfiles/2026030209new"]
+    assert definitions.resolve_schedule_def("flatfiles_retention").default_status == dg.DefaultScheduleStatus.RUNNING
+    on_bucket = build_definitions(s3_settings)
+    assert "flatfiles_retention" not in {schedule.name for schedule in on_bucket.schedules}

@@ -104,3 +104,16 @@ def test_a_permission_missing_inside_a_dagster_run_is_one_line_naming_it(s3_sett
     assert code == 2
     assert line.startswith(f"ctr-assets: error: AWS credentials (") and "needs s3:PutObject" in line
     assert f"{storage.url}/flatfiles/" in line
+
+
+def test_retention_is_a_lifecycle_rule_on_a_bucket_and_a_cleanup_on_a_folder(s3_settings, moto, tmp_path, capsys):
+    assert main(["retention", "--hours", "48"]) == 0  # CTR_STORAGE_URL names the bucket
+    (rule,) = moto.client("s3").get_bucket_lifecycle_configuration(Bucket=s3_settings.s3_location[0])["Rules"]
+    assert rule["Filter"] == {"Prefix": "contact-centre/flatfiles/"} and rule["Expiration"] == {"Days": 2}
+
+    folder = tmp_path / "folder"
+    (folder / "flatfiles").mkdir(parents=True)
+    (folder / "flatfiles" / "2026030208x").write_text("{}\n")
+    assert main(["retention", "--storage", str(folder)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "2 day(s)" in out[0] and out[1].startswith("deleted 0 objects older than 24 h")

@@ -10,7 +10,7 @@ import pytest
 from ctr_assets.api import run_pipeline
 from ctr_assets.assets import DASHBOARD_FILE
 from ctr_assets.definitions import ETL_JOB, build_definitions
-from ctr_assets.layout import flat_key, partition_of_hour
+from ctr_assets.layout import FLATFILES, partition_of_hour
 from ctr_assets.records.table import table_files
 from ctr_assets.resources import storage_for
 from ctr_assets.warehouse import refresh_ctr_view, scratch_connection
@@ -98,23 +98,26 @@ def test_a_failed_blocking_check_fails_the_run(local_sample):
     assert "ctr:contactid_unique" in summary.failed_checks and not summary.ok
 
 
-def test_expired_flatfiles_never_shrink_the_table(sample):
+def test_expired_flatfiles_never_shrink_the_table_nor_look_pending(sample):
     settings, storage, _ = sample
     instance = dg.DagsterInstance.ephemeral()
     run_pipeline(settings.storage_url, instance=instance)
-    rows = table_rows(storage)
-    hour_keys = [item.key for item in storage.list(f"raw/{SAMPLE_START:%Y/%m/%d/%H}/")]
-    for key in hour_keys:  # retention removed this hour's flatfiles
-        storage.delete(flat_key(key))
+    before = {key: storage.read(key) for key in table_files(storage)}
+    for item in list(storage.list(FLATFILES)):  # retention removed every flatfile
+        storage.delete(item.key)
 
+    again = run_pipeline(settings.storage_url, instance=instance)
     job = build_definitions(settings).resolve_job_def(ETL_JOB)
     result = job.execute_in_process(
         instance=instance, partition_key=partition_of_hour(SAMPLE_START),
         run_config={"ops": {"flattened": {"config": {"reprocess": False}}}},
     )
 
+    assert again.ok and again.runs == 0  # merged hours are recorded apart from their flatfiles
     assert result.success
-    assert table_rows(storage) == rows
+    (ctr,) = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("ctr")]
+    assert ctr.step_materialization_data.materialization.metadata["unchanged"].value is True
+    assert {key: storage.read(key) for key in table_files(storage)} == before
 
 
 def test_flatten_skips_done_objects_unless_asked_to_reprocess(local_sample):
