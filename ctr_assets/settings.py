@@ -54,6 +54,11 @@ class CtrSettings(dg.ConfigurableResource):
         default="", description="CTR_SQS_QUEUE_URL: SQS queue receiving the bucket's S3 event notifications; "
         "empty: poll the bucket instead.",
     )
+    glue_database: str = Field(
+        default="", description="CTR_GLUE_DATABASE: Glue database to register the ctr table in, for Athena; "
+        "empty: no Glue.",
+    )
+    glue_table: str = Field(default="ctr", description="CTR_GLUE_TABLE: the table's name in that database.")
     flatfiles_retention_hours: int = Field(
         default=24, description="CTR_FLATFILES_RETENTION_HOURS: how long flatfiles/ are kept (S3 rounds up to "
         "whole days); also how far back the ETL catch-up looks."
@@ -94,6 +99,11 @@ class CtrSettings(dg.ConfigurableResource):
             raise SettingError("CTR_SQS_QUEUE_URL: S3 event notifications need s3:// storage (CTR_STORAGE_URL)")
         if self.sqs_queue_url and not re.fullmatch(r"https?://\S+", self.sqs_queue_url):
             raise SettingError(f"CTR_SQS_QUEUE_URL: {self.sqs_queue_url!r} is not a queue URL (https://sqs.…)")
+        if self.glue_database and not self.is_s3:
+            raise SettingError("CTR_GLUE_DATABASE: Athena reads the table from S3: it needs s3:// storage (CTR_STORAGE_URL)")
+        for variable, name in (("CTR_GLUE_DATABASE", self.glue_database), ("CTR_GLUE_TABLE", self.glue_table)):
+            if name and not re.fullmatch(r"[a-z0-9_]{1,255}", name):
+                raise SettingError(f"{variable}: {name!r}: use lower-case letters, digits and underscores (Athena's rule)")
         if not is_valid_cron_string(self.etl_cron):
             raise SettingError(f"CTR_ETL_CRON: {self.etl_cron!r} is not a valid cron expression")
         if not 60 <= self.sensor_interval_seconds <= 900:
