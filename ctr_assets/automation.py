@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition as AssetJob
 
-from ctr_assets import events
+from ctr_assets import events, kinesis
 from ctr_assets.assets import CTR, RAW
 from ctr_assets.aws import AwsClients
 from ctr_assets.layout import FLATFILES, floor_hour, hour_of_partition, hour_of_raw_key, hours_between, partition_of_hour
@@ -142,6 +142,19 @@ def build_automation(
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Runs the raw freshness check every hour, so a stalled delivery stream is noticed.",
     )
+    @dg.sensor(
+        name="kinesis_landing",
+        minimum_interval_seconds=settings.sensor_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Lands what arrived on CTR_KINESIS_STREAM_NAME in raw/ as one Firehose-shaped object per "
+        "interval; the arrival sensor then picks it up as it would a Firehose delivery.",
+    )
+    def kinesis_landing(storage: Storage, aws: AwsClients) -> dg.SkipReason:
+        landing = kinesis.land(aws.client("kinesis"), storage, settings.kinesis_stream_name)
+        if landing.key is None:
+            return dg.SkipReason(f"no new records on {landing.shards} shards")
+        return dg.SkipReason(f"landed {landing.records} records from {landing.shards} shards in {landing.key}")
+
     # On a bucket the lifecycle rule (`ctr-assets retention`) expires flatfiles; a folder needs this job.
     retention = dg.ScheduleDefinition(
         name="flatfiles_retention",
@@ -151,7 +164,8 @@ def build_automation(
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Deletes flatfiles older than CTR_FLATFILES_RETENTION_HOURS (the original 24 h lifecycle).",
     )
-    sensors = [raw_arrivals, dashboards_after_table] + ([raw_events] if settings.sqs_queue_url else [])
+    sensors = [raw_arrivals, dashboards_after_table] + ([raw_events] if settings.sqs_queue_url else []) + (
+        [kinesis_landing] if settings.kinesis_stream_name else [])
     return sensors, [etl_catchup, freshness] + ([] if settings.is_s3 else [retention])
 
 

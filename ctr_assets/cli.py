@@ -112,6 +112,27 @@ def retention(args: argparse.Namespace) -> int:
     return 0
 
 
+def kinesis(args: argparse.Namespace) -> int:
+    """Land a Kinesis data stream in raw/ as Firehose would: one object per pass, every interval with --follow."""
+    import time
+
+    from ctr_assets.aws import AwsClients
+    from ctr_assets.kinesis import land
+    from ctr_assets.resources import storage_for
+
+    settings = CtrSettings.from_env(storage_url=args.storage, kinesis_stream_name=args.stream)
+    if not settings.kinesis_stream_name:
+        raise SettingError("CTR_KINESIS_STREAM_NAME: no stream given (set it, or pass --stream)")
+    storage, client = storage_for(settings), AwsClients().client("kinesis")
+    while True:
+        landing = land(client, storage, settings.kinesis_stream_name)
+        print(f"{landing.records} records from {landing.shards} shards" + (f" -> {landing.key}" if landing.key else ""),
+              flush=True)
+        if not args.follow:
+            return 0
+        time.sleep(settings.sensor_interval_seconds)
+
+
 def notifications(args: argparse.Namespace) -> int:
     """Send the bucket's new raw objects to an SQS queue as S3 event notifications (for the raw_events sensor)."""
     from ctr_assets.aws import AwsClients
@@ -161,6 +182,10 @@ def _parser() -> argparse.ArgumentParser:
     query_cmd.add_argument("--limit", type=int, default=40, help="rows to print")
     keep = command("retention", retention, "expire flatfiles/ after the retention (an S3 lifecycle rule on a bucket)")
     keep.add_argument("--hours", type=int, help="retention in hours (default: $CTR_FLATFILES_RETENTION_HOURS, else 24)")
+    stream = command("kinesis", kinesis, "land a Kinesis data stream in raw/ as Firehose would")
+    stream.add_argument("--stream", help="stream name (default: $CTR_KINESIS_STREAM_NAME)")
+    stream.add_argument("--follow", action="store_true",
+                        help="keep landing, every $CTR_SENSOR_INTERVAL_SECONDS (default 60)")
     notify = command("notifications", notifications,
                      "send the bucket's new raw objects to an SQS queue (S3 event notifications)")
     notify.add_argument("--queue", required=True, help="queue URL, or a name (created if missing)")

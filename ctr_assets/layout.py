@@ -10,6 +10,7 @@ QUARANTINE = "quarantine/"
 CATALOG = "catalog/ctr/"
 MERGED = CATALOG + "merged/"  # per arrival hour, the flatfiles already in the table (they may expire)
 DASHBOARDS = "dashboards/"
+KINESIS = "kinesis/"  # checkpoints of the optional Kinesis landing
 PARTITION_FORMAT = "%Y-%m-%d-%H:%M"  # Dagster's hourly partition keys
 
 
@@ -38,6 +39,10 @@ def raw_prefix(hour: datetime) -> str:
 
 def flat_prefix(hour: datetime) -> str:
     return FLATFILES + hour.astimezone(timezone.utc).strftime("%Y%m%d%H")
+
+
+def kinesis_checkpoint_key(stream: str) -> str:
+    return f"{KINESIS}{stream}/checkpoints.json"
 
 
 def merged_key(hour: datetime) -> str:

@@ -59,6 +59,10 @@ class CtrSettings(dg.ConfigurableResource):
         "empty: no Glue.",
     )
     glue_table: str = Field(default="ctr", description="CTR_GLUE_TABLE: the table's name in that database.")
+    kinesis_stream_name: str = Field(
+        default="", description="CTR_KINESIS_STREAM_NAME: a Kinesis data stream to land in raw/ as Firehose would "
+        "(KinesisStreamName); empty: Firehose delivers.",
+    )
     flatfiles_retention_hours: int = Field(
         default=24, description="CTR_FLATFILES_RETENTION_HOURS: how long flatfiles/ are kept (S3 rounds up to "
         "whole days); also how far back the ETL catch-up looks."
@@ -104,6 +108,8 @@ class CtrSettings(dg.ConfigurableResource):
         for variable, name in (("CTR_GLUE_DATABASE", self.glue_database), ("CTR_GLUE_TABLE", self.glue_table)):
             if name and not re.fullmatch(r"[a-z0-9_]{1,255}", name):
                 raise SettingError(f"{variable}: {name!r}: use lower-case letters, digits and underscores (Athena's rule)")
+        if self.kinesis_stream_name and not re.fullmatch(r"[a-zA-Z0-9_.-]{1,128}", self.kinesis_stream_name):
+            raise SettingError(f"CTR_KINESIS_STREAM_NAME: {self.kinesis_stream_name!r} is not a Kinesis stream name")
         if not is_valid_cron_string(self.etl_cron):
             raise SettingError(f"CTR_ETL_CRON: {self.etl_cron!r} is not a valid cron expression")
         if not 60 <= self.sensor_interval_seconds <= 900:
