@@ -1,8 +1,9 @@
 """The storage on S3: the same keys under s3://bucket[/prefix], on AWS or any S3-compatible endpoint.
 
-boto3 (through dagster-aws's S3Resource) does the object work. DuckDB reaches `s3://` URIs through pyarrow's
-S3 filesystem registered on its connection, so nothing depends on DuckDB's httpfs extension being
-downloadable. Every AWS error leaves this module as a one-line StorageError naming the setting to check.
+boto3 (through dagster-aws's S3Resource) does the object work. DuckDB reaches `s3://` URIs through an fsspec
+filesystem on the same client, registered on its connection, so nothing depends on DuckDB's httpfs
+extension being downloadable. Every AWS error leaves this module as a one-line StorageError naming the
+setting to check.
 """
 
 from __future__ import annotations
@@ -14,48 +15,130 @@ import tempfile
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import urlsplit
 
-import boto3
 from botocore.exceptions import ClientError
 from dagster_aws.s3 import S3Resource
-from fsspec.implementations.arrow import ArrowFSWrapper
-from pyarrow import fs as arrow_fs
+from fsspec import AbstractFileSystem
+from fsspec.spec import AbstractBufferedFile
 from pydantic import PrivateAttr
 
-from ctr_assets.aws import CREDENTIALS, aws_errors
+from ctr_assets.aws import aws_errors
 from ctr_assets.storage import ObjectInfo, Storage, StorageError, check_key
 
 RETENTION_RULE_ID = "ctr-assets-retention-"
 DOWNLOAD_THREADS = 8  # boto3's connection pool holds 10
 DOWNLOAD_CHUNK = 1 << 20
+READ_BLOCK = 4 << 20  # DuckDB reads Parquet footers and column chunks; a small file takes one GET
 
 
-class DuckDBS3(ArrowFSWrapper):
-    """pyarrow's S3 filesystem under fsspec's "s3" protocol, which is how DuckDB routes s3:// paths to it.
+class DuckDBS3(AbstractFileSystem):
+    """The bucket as fsspec's "s3" protocol, which is how DuckDB routes s3:// paths to Python, served by the
+    storage's own boto3 client (one credential chain, endpoint and region, and the same one-line errors).
 
-    DuckDB asks for a file's size and modification time several times per file and per pass; each answer
-    is one HEAD request, so answers are kept until `invalidate_cache` (the storage calls it on every write
-    and delete it makes)."""
+    DuckDB opens a file several times per query and asks its size and age each time; pyarrow's S3
+    filesystem answers every open with a HEAD request. Here a file's details are remembered until the
+    storage writes or deletes something (it calls `invalidate_cache`), a glob is one flat listing, and
+    reads go through a block cache. Read-only: the storage publishes every write itself."""
 
     protocol = "s3"
+    root_marker = ""
     cachable = False  # fsspec would otherwise share one instance, and its answers, across connections
 
-    def __init__(self, fs: arrow_fs.S3FileSystem) -> None:
-        super().__init__(fs)
+    def __init__(self, storage: "S3Storage") -> None:
+        super().__init__()
+        self.storage = storage
         self._infos: dict[str, dict] = {}
+
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:
+        return path.removeprefix("s3://").rstrip("/")
+
+    def _call(self, permission: str, path: str, method: str, **params: Any) -> Any:
+        with s3_errors(f"s3://{path}", permission):
+            return getattr(self.storage.client, method)(Bucket=path.partition("/")[0], **params)
+
+    def _entries(self, path: str, delimiter: str) -> Iterator[dict]:
+        bucket, _, key = path.partition("/")
+        params = {"Prefix": f"{key}/" if key else "", **({"Delimiter": delimiter} if delimiter else {})}
+        with s3_errors(f"s3://{path}/", "s3:ListBucket"):
+            for page in self.storage.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, **params):
+                for folder in page.get("CommonPrefixes", ()):
+                    yield {"name": f"{bucket}/{folder['Prefix'].rstrip('/')}", "type": "directory", "size": 0}
+                for item in page.get("Contents", ()):
+                    entry = {"name": f"{bucket}/{item['Key']}", "type": "file", "size": item["Size"],
+                             "mtime": item["LastModified"]}
+                    self._infos[entry["name"]] = entry
+                    yield entry
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list:
+        entries = list(self._entries(self._strip_protocol(path), delimiter="/"))
+        if not entries:
+            entries = [self.info(path)]
+        return entries if detail else [entry["name"] for entry in entries]
+
+    def find(self, path: str, maxdepth: int | None = None, withdirs: bool = False, detail: bool = False,
+             **kwargs: Any) -> Any:
+        """Everything below `path` from one flat listing (fsspec's default lists folder by folder)."""
+        root = self._strip_protocol(path)
+        found: dict[str, dict] = {}
+        for entry in self._entries(root, delimiter=""):
+            parts = entry["name"][len(root) + 1:].split("/")
+            if maxdepth is not None and len(parts) > maxdepth:
+                continue
+            found[entry["name"]] = entry
+            for depth in range(1, len(parts)) if withdirs else ():
+                folder = "/".join([root, *parts[:depth]])
+                found.setdefault(folder, {"name": folder, "type": "directory", "size": 0})
+        if not found and self.isfile(root):
+            found[root] = self.info(root)
+        return found if detail else sorted(found)
 
     def info(self, path: str, **kwargs: Any) -> dict:
         path = self._strip_protocol(path)
         if path not in self._infos:
-            self._infos[path] = super().info(path, **kwargs)
+            try:
+                head = self._call("s3:GetObject", path, "head_object", Key=path.partition("/")[2])
+                self._infos[path] = {"name": path, "type": "file", "size": head["ContentLength"],
+                                     "mtime": head["LastModified"]}
+            except StorageError as error:
+                if not _not_found(error.__cause__):
+                    raise
+                if next(self._entries(path, delimiter="/"), None) is None:
+                    raise FileNotFoundError(path) from None
+                return {"name": path, "type": "directory", "size": 0}
         return self._infos[path]
+
+    def modified(self, path: str) -> datetime:
+        return self.info(path)["mtime"]
+
+    def _open(self, path: str, mode: str = "rb", block_size: int | None = None, **kwargs: Any) -> "_S3File":
+        if mode != "rb":
+            raise NotImplementedError(f"{path}: s3:// is read-only here; the storage publishes writes")
+        return _S3File(self, self._strip_protocol(path), mode, block_size=block_size or READ_BLOCK,
+                       cache_type="blockcache", size=self.info(path)["size"])
 
     def invalidate_cache(self, path: str | None = None) -> None:
         self._infos.clear()
-        super().invalidate_cache(path)
+
+
+class _S3File(AbstractBufferedFile):
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        if start >= end:
+            return b""
+        response = self.fs._call("s3:GetObject", self.path, "get_object", Key=self.path.partition("/")[2],
+                                 Range=f"bytes={start}-{end - 1}")
+        return response["Body"].read()
+
+
+def s3_errors(uri: str, permission: str):
+    return aws_errors("CTR_STORAGE_URL", uri, permission, endpoint_setting="CTR_S3_ENDPOINT_URL")
+
+
+def _not_found(error: BaseException | None) -> bool:
+    return isinstance(error, ClientError) and error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}
 
 
 class S3Storage(Storage):
@@ -66,7 +149,6 @@ class S3Storage(Storage):
     s3: S3Resource
 
     _client: Any = PrivateAttr(default=None)
-    _credentials: Any = PrivateAttr(default=None)
     _attached: weakref.WeakSet = PrivateAttr(default_factory=weakref.WeakSet)
 
     @property
@@ -87,8 +169,7 @@ class S3Storage(Storage):
         return full_key[len(self.prefix) + 1 :] if self.prefix else full_key
 
     def _errors(self, permission: str, key: str = ""):
-        return aws_errors("CTR_STORAGE_URL", f"s3://{self.bucket}/{self.full_key(key)}", permission,
-                          endpoint_setting="CTR_S3_ENDPOINT_URL")
+        return s3_errors(self.uri(key), permission)
 
     def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
         params = {"Bucket": self.bucket, "Prefix": self.full_key(prefix)}
@@ -108,7 +189,7 @@ class S3Storage(Storage):
             try:
                 self.client.head_object(Bucket=self.bucket, Key=self.full_key(check_key(key)))
             except ClientError as error:
-                if error.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound"}:
+                if _not_found(error):
                     return False
                 raise
         return True
@@ -151,10 +232,9 @@ class S3Storage(Storage):
         return f"s3://{self.bucket}/{self.full_key(key)}"
 
     def attach(self, connection: Any) -> None:
-        # Re-registered on each call, so fresh credentials replace expired ones.
         if "s3" in connection.list_filesystems():
             connection.unregister_filesystem("s3")
-        filesystem = DuckDBS3(self.arrow_filesystem())
+        filesystem = DuckDBS3(self)
         self._attached.add(filesystem)
         connection.register_filesystem(filesystem)
 
@@ -162,28 +242,6 @@ class S3Storage(Storage):
         """What DuckDB connections remember about objects is stale after a write or delete."""
         for filesystem in list(self._attached):
             filesystem.invalidate_cache()
-
-    def arrow_filesystem(self) -> arrow_fs.S3FileSystem:
-        """pyarrow's S3 filesystem with the boto3 client's endpoint, region and credentials."""
-        endpoint = urlsplit(self.client.meta.endpoint_url)
-        options: dict[str, Any] = {"region": self.client.meta.region_name}
-        if not endpoint.hostname.endswith(".amazonaws.com"):
-            options.update(endpoint_override=endpoint.netloc, scheme=endpoint.scheme)
-        if self.s3.use_unsigned_session:
-            return arrow_fs.S3FileSystem(anonymous=True, **options)
-        if self._credentials is None:
-            self._credentials = boto3.session.Session(
-                profile_name=self.s3.profile_name,
-                aws_access_key_id=self.s3.aws_access_key_id,
-                aws_secret_access_key=self.s3.aws_secret_access_key,
-                aws_session_token=self.s3.aws_session_token,
-            ).get_credentials()
-        if self._credentials is None:
-            raise StorageError(f"{CREDENTIALS}: none found for {self.url}; configure them as for the AWS CLI")
-        frozen = self._credentials.get_frozen_credentials()  # refreshed by botocore when they expire
-        return arrow_fs.S3FileSystem(
-            access_key=frozen.access_key, secret_key=frozen.secret_key, session_token=frozen.token, **options
-        )
 
     def apply_retention(self, prefix: str, hours: int) -> str:
         """An S3 lifecycle rule expiring objects under `prefix`; the bucket's other rules are kept.

@@ -62,28 +62,32 @@ def test_a_bad_setting_is_one_clear_line_naming_it(tmp_path):
     assert result.stderr.strip().splitlines() == ["ctr-assets: error: CTR_ETL_CRON: 'every hour' is not a valid cron expression"]
 
 
-def test_every_command_works_on_a_bucket(s3_settings, tmp_path):
+def test_every_command_works_on_a_bucket(s3_settings, monkeypatch, capsys):
+    """In this process (the commands above already run as real processes): CTR_S3_ENDPOINT_URL points at moto."""
     bucket = s3_settings.storage_url
-    env = {"CTR_S3_ENDPOINT_URL": s3_settings.s3_endpoint_url}
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
 
-    simulated = ctr_assets("simulate", "--storage", bucket, "--start", "2026-03-02T08", "--hours", "1",
-                           "--contacts-per-hour", "20", cwd=tmp_path, env=env)
-    assert simulated.returncode == 0, simulated.stderr
-    run = ctr_assets("run", "--storage", bucket, cwd=tmp_path, env=env)
-    assert run.returncode == 0, run.stderr
-    rows = int(run.stdout.split("table:")[1].split()[0])
-    assert rows > 0 and f"dashboard: {bucket}/dashboards/index.html" in run.stdout
-    status = ctr_assets("status", "--storage", bucket, cwd=tmp_path, env=env)
-    assert status.returncode == 0 and "(0 pending)" in status.stdout and f"table rows:   {rows}" in status.stdout
-    query = ctr_assets("query", "--storage", bucket, "SELECT count(DISTINCT contactid) AS n FROM ctr", cwd=tmp_path, env=env)
-    assert query.returncode == 0 and str(rows) in query.stdout
+    def ctr_assets_here(*args: str) -> str:
+        assert main(list(args)) == 0, capsys.readouterr().err
+        return capsys.readouterr().out
+
+    simulated = ctr_assets_here("simulate", "--storage", bucket, "--start", "2026-03-02T08", "--hours", "1",
+                                "--contacts-per-hour", "20")
+    run = ctr_assets_here("run", "--storage", bucket)
+    rows = int(run.split("table:")[1].split()[0])
+    status = ctr_assets_here("status", "--storage", bucket)
+    query = ctr_assets_here("query", "--storage", bucket, "SELECT count(DISTINCT contactid) AS n FROM ctr")
+
+    assert f"under {bucket}/raw/" in simulated
+    assert rows > 0 and f"dashboard: {bucket}/dashboards/index.html" in run
+    assert "(0 pending)" in status and f"table rows:   {rows}" in status
+    assert str(rows) in query
 
 
-def test_a_missing_bucket_is_one_clear_line(moto, tmp_path):
-    result = ctr_assets("status", "--storage", "s3://no-such-bucket/ctr", cwd=tmp_path,
-                        env={"CTR_S3_ENDPOINT_URL": moto.url})
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+def test_a_missing_bucket_is_one_clear_line(moto, monkeypatch, capsys):
+    monkeypatch.setenv("CTR_S3_ENDPOINT_URL", moto.url)
+    assert main(["status", "--storage", "s3://no-such-bucket/ctr"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         "ctr-assets: error: CTR_STORAGE_URL: bucket 'no-such-bucket' does not exist: check the name, AWS_REGION "
         "and CTR_S3_ENDPOINT_URL"]
 
