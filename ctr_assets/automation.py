@@ -13,14 +13,21 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 from ctr_assets import events, kinesis
 from ctr_assets.assets import CTR, RAW
 from ctr_assets.aws import AwsClients
-from ctr_assets.layout import FLATFILES, floor_hour, hour_of_partition, hour_of_raw_key, hours_between, partition_of_hour
+from ctr_assets.layout import (
+    FLATFILES,
+    floor_hour,
+    hour_label,
+    hour_of_partition,
+    hour_of_raw_key,
+    hours_between,
+    partition_of_hour,
+)
 from ctr_assets.pipeline import ArrivalScan, find_new_arrivals, pending_raw_keys
 from ctr_assets.s3 import S3Storage
 from ctr_assets.settings import CtrSettings
 from ctr_assets.storage import Storage
 
 MESSAGES_PER_TICK = 100  # SQS messages one tick receives: ten ReceiveMessage calls, and a cursor of ~50 KB
-HOUR_LABEL = "%Y-%m-%dT%H"
 
 
 def run_key(kind: str, partition: str, keys: list[str]) -> str:
@@ -82,9 +89,10 @@ def build_automation(
         state = json.loads(context.cursor) if context.cursor else {"seen": {}, "received": []}
         refused = events.delete(sqs, queue, state["received"])
         if refused:
-            context.log.info(f"{refused} messages could not be deleted (visibility expired); they will be skipped")
+            context.log.info(f"{refused} messages were redelivered before they could be deleted; they come back "
+                             "and are recognized as requested")
         now = datetime.now(timezone.utc)
-        window = {hour.strftime(HOUR_LABEL) for hour in recent_hours(now)}
+        window = {hour_label(hour) for hour in recent_hours(now)}
         seen = {label: set(keys) for label, keys in state["seen"].items() if label in window}
         new: dict[datetime, list[str]] = {}
         messages = events.receive(sqs, queue, MESSAGES_PER_TICK, visibility_seconds=5 * settings.sensor_interval_seconds)
@@ -96,7 +104,7 @@ def build_automation(
                 continue
             for key in keys:
                 hour = hour_of_raw_key(key)
-                label = hour.strftime(HOUR_LABEL)
+                label = hour_label(hour)
                 if in_range(hour, now) and key not in seen.get(label, ()):
                     seen.setdefault(label, set()).add(key)
                     new.setdefault(hour, []).append(key)

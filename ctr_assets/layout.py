@@ -22,6 +22,11 @@ def partition_of_hour(hour: datetime) -> str:
     return hour.astimezone(timezone.utc).strftime(PARTITION_FORMAT)
 
 
+def hour_label(hour: datetime) -> str:
+    """How sensor cursors name an arrival hour: `2026-03-02T08`."""
+    return hour.astimezone(timezone.utc).strftime("%Y-%m-%dT%H")
+
+
 def floor_hour(moment: datetime) -> datetime:
     return moment.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
 

@@ -14,6 +14,7 @@ from ctr_assets.layout import (
     RAW,
     flat_key,
     flat_prefix,
+    hour_label,
     hour_of_raw_key,
     merged_key,
     quarantine_key,
@@ -185,7 +186,7 @@ def find_new_arrivals(
     hours are kept, so the state stays as small as the window. At most `budget` keys are listed per call
     (on S3, one ListObjectsV2 request per 1,000 keys); the next call carries on from where this one
     stopped, so an unusually full hour spreads over several ticks instead of outlasting one."""
-    labels = [hour.strftime("%Y-%m-%dT%H") for hour in hours]
+    labels = [hour_label(hour) for hour in hours]
     start, after = 0, ""
     if scan.resume and scan.resume[0] in labels:
         start, after = labels.index(scan.resume[0]), scan.resume[1]
