@@ -16,13 +16,15 @@ from ctr_assets.pipeline import pending_raw_keys
 from ctr_assets.records.table import TABLE_PREFIX, table_files
 from ctr_assets.resources import storage_for
 from ctr_assets.settings import CtrSettings
+from ctr_assets.storage import StorageError
 from ctr_assets.warehouse import refresh_ctr_view, scratch_connection
 
 COUNTED = {
     FLATTENED: ("objects flattened", "records in", "records written", "records quarantined", "key collisions"),
     CTR: ("rows inserted", "rows updated", "rows moved to another date", "duplicates collapsed in batch"),
 }
-QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Quiet: failures are summarized in one line each (PipelineSummary.failed_runs) instead of Dagster's stack traces.
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 PROGRESS_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
@@ -54,7 +56,8 @@ def run_pipeline(
 ) -> PipelineSummary:
     """Flatten and merge every arrival hour with raw objects not yet flattened, then refresh the catalog,
     aggregates and dashboard, all through Dagster in this process. Safe to repeat: a second call finds
-    nothing pending and changes nothing."""
+    nothing pending and changes nothing. A storage problem inside a run is raised as the StorageError it
+    was, so callers see the same one line whether it happened before a run or in one."""
     settings = CtrSettings.from_env(storage_url=storage_url)
     definitions = build_definitions(settings)
     storage = storage_for(settings)
@@ -110,6 +113,7 @@ def contiguous_ranges(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
 def _collect(summary: PipelineSummary, result: dg.ExecuteInProcessResult) -> None:
     summary.runs += 1
     failures = [event for event in result.all_events if event.is_step_failure]
+    _raise_setting_errors(failures)
     summary.failed_runs += [f"{result.run_id}: {event.step_key}: {_failure_reason(event)}" for event in failures]
     if not result.success and not failures:
         summary.failed_runs.append(result.run_id)
@@ -139,6 +143,18 @@ def _failure_reason(event: dg.DagsterEvent) -> str:
     while error.cause is not None:
         error = error.cause
     return f"{error.cls_name}: {error.message.split(': ', 1)[-1].strip()}"
+
+
+def _raise_setting_errors(failures: list[dg.DagsterEvent]) -> None:
+    """A storage misconfiguration (missing bucket, denied permission) inside a run is the user's one line to
+    fix, not a failed run: raise it as it was raised. Transient errors that outlasted their retries
+    (`StorageUnavailable`) stay failed runs, so a rerun can finish the work."""
+    for event in failures:
+        error = event.step_failure_data.error
+        while error is not None:
+            if error.cls_name == StorageError.__name__:
+                raise StorageError(error.message.split(": ", 1)[-1].strip())
+            error = error.cause
 
 
 def _progress_line(summary: PipelineSummary) -> str:

@@ -11,10 +11,13 @@ import orjson
 from dagster_duckdb import DuckDBResource
 
 from ctr_assets import dashboard
+from ctr_assets.aws import AwsClients
+from ctr_assets.glue import register_table
 from ctr_assets.layout import CATALOG, DASHBOARDS, hour_of_partition
 from ctr_assets.pipeline import FlattenReport, ObjectFailed, conservation_problems, flatten_hours, merge_hours
 from ctr_assets.records.schema import column_paths, render
 from ctr_assets.records.table import TABLE_PREFIX, sql_text, table_schema
+from ctr_assets.s3 import S3Storage
 from ctr_assets.settings import CtrSettings
 from ctr_assets.storage import Storage
 from ctr_assets.warehouse import (
@@ -29,6 +32,7 @@ from ctr_assets.warehouse import (
 )
 
 RAW = dg.AssetKey("raw")
+GLUE_TABLE = dg.AssetKey("ctr_glue_table")
 FLATTENED = dg.AssetKey("flattened")
 CTR = dg.AssetKey("ctr")
 CATALOG_ASSET = dg.AssetKey("ctr_catalog")
@@ -187,6 +191,31 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
         )
 
     return [raw, flattened, ctr, ctr_catalog, *aggregates, dashboard_page]
+
+
+@dg.asset(key=GLUE_TABLE, deps=[CATALOG_ASSET], group_name="warehouse", kinds={"glue", "athena"})
+def ctr_glue_table(storage: S3Storage, aws: AwsClients, settings: CtrSettings):
+    """The ctr table in the Glue Data Catalog (CTR_GLUE_DATABASE), partitioned by dt with partition
+    projection, so Athena, Redshift Spectrum and QuickSight read what the pipeline writes."""
+    with closing(scratch_connection()) as connection:
+        schema, per_file = table_schema(connection, storage)
+    if not per_file:
+        raise dg.Failure("ctr_glue_table: the ctr table has no data yet; materialize ctr first")
+    dates = sorted(key.split("dt=")[1].split("/")[0] for key in per_file)
+    change = register_table(aws.client("glue"), settings.glue_database, settings.glue_table,
+                            storage.uri(TABLE_PREFIX), schema, dates)
+    return dg.MaterializeResult(
+        metadata={
+            "table": f"{settings.glue_database}.{settings.glue_table}",
+            "created": change.table_created,
+            "updated": change.table_updated,
+            "partitions added": dg.MetadataValue.json(change.partitions_added),
+            "partitions updated": change.partitions_updated,
+            "columns": dg.MetadataValue.md(markdown_table(
+                ["column", "Hive type"], [(c["Name"], c["Type"]) for c in change.columns], limit=len(change.columns))),
+            "location": dg.MetadataValue.path(storage.uri(TABLE_PREFIX)),
+        }
+    )
 
 
 def _aggregate_asset(name: str) -> dg.AssetsDefinition:

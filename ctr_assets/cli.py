@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 from dotenv import load_dotenv
 
-from ctr_assets.layout import QUARANTINE, RAW, floor_hour
+from ctr_assets.layout import FLATFILES, QUARANTINE, RAW, floor_hour
 from ctr_assets.settings import DEFAULT_STORAGE_URL, CtrSettings, SettingError
 from ctr_assets.storage import StorageError
 
@@ -148,6 +148,54 @@ def quarantine_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def retention(args: argparse.Namespace) -> int:
+    """Expire flatfiles/ after the retention (the original 24 h lifecycle): an S3 lifecycle rule on a bucket,
+    a deletion of the expired ones on a folder (the flatfiles_retention schedule repeats it hourly)."""
+    from ctr_assets.resources import storage_for
+
+    settings = CtrSettings.from_env(storage_url=args.storage, flatfiles_retention_hours=args.hours)
+    print(storage_for(settings).apply_retention(FLATFILES, settings.flatfiles_retention_hours))
+    return 0
+
+
+def kinesis(args: argparse.Namespace) -> int:
+    """Land a Kinesis data stream in raw/ as Firehose would: one object per pass, every interval with --follow."""
+    import time
+
+    from ctr_assets.aws import AwsClients
+    from ctr_assets.kinesis import land
+    from ctr_assets.resources import storage_for
+
+    settings = CtrSettings.from_env(storage_url=args.storage, kinesis_stream_name=args.stream)
+    if not settings.kinesis_stream_name:
+        raise SettingError("CTR_KINESIS_STREAM_NAME: no stream given (set it, or pass --stream)")
+    storage, client = storage_for(settings), AwsClients().client("kinesis")
+    while True:
+        landing = land(client, storage, settings.kinesis_stream_name)
+        print(f"{landing.records} records from {landing.shards} shards" + (f" -> {landing.key}" if landing.key else ""),
+              flush=True)
+        if not args.follow:
+            return 0
+        time.sleep(settings.sensor_interval_seconds)
+
+
+def notifications(args: argparse.Namespace) -> int:
+    """Send the bucket's new raw objects to an SQS queue as S3 event notifications (for the raw_events sensor)."""
+    from ctr_assets.aws import AwsClients
+    from ctr_assets.events import configure_notifications
+    from ctr_assets.resources import storage_for
+
+    settings = CtrSettings.from_env(storage_url=args.storage)
+    if not settings.is_s3:
+        raise SettingError(f"CTR_STORAGE_URL: {settings.storage_url!r}: event notifications need s3:// storage")
+    storage = storage_for(settings)
+    queue_url = configure_notifications(
+        storage.client, AwsClients().client("sqs"), storage.bucket, storage.prefix, args.queue)
+    print(f"object-created events under {storage.uri(RAW)} now go to {queue_url}\n"
+          f"set CTR_SQS_QUEUE_URL={queue_url} for the raw_events sensor to read them")
+    return 0
+
+
 def _hour(text: str) -> datetime:
     try:
         return datetime.strptime(text, "%Y-%m-%dT%H").replace(tzinfo=timezone.utc)
@@ -188,6 +236,15 @@ def _parser() -> argparse.ArgumentParser:
                         "merge the ones that now pass (safe to repeat)", quarantine_commands)
     for sub in (listing, replaying):
         sub.add_argument("--reason", default=None, help="only items quarantined for this reason")
+    keep = command("retention", retention, "expire flatfiles/ after the retention (an S3 lifecycle rule on a bucket)")
+    keep.add_argument("--hours", type=int, help="retention in hours (default: $CTR_FLATFILES_RETENTION_HOURS, else 24)")
+    stream = command("kinesis", kinesis, "land a Kinesis data stream in raw/ as Firehose would")
+    stream.add_argument("--stream", help="stream name (default: $CTR_KINESIS_STREAM_NAME)")
+    stream.add_argument("--follow", action="store_true",
+                        help="keep landing, every $CTR_SENSOR_INTERVAL_SECONDS (default 60)")
+    notify = command("notifications", notifications,
+                     "send the bucket's new raw objects to an SQS queue (S3 event notifications)")
+    notify.add_argument("--queue", required=True, help="queue URL, or a name (created if missing)")
     return parser
 
 

@@ -5,8 +5,9 @@ import warnings
 
 import dagster as dg
 
-from ctr_assets.assets import CATALOG_ASSET, CTR, DASHBOARD, FLATTENED, RAW, build_assets
+from ctr_assets.assets import CATALOG_ASSET, CTR, DASHBOARD, FLATTENED, RAW, build_assets, ctr_glue_table
 from ctr_assets.automation import build_automation
+from ctr_assets.aws import AwsClients
 from ctr_assets.checks import build_checks
 from ctr_assets.resources import storage_for, warehouse_for
 from ctr_assets.settings import CtrSettings
@@ -32,18 +33,20 @@ def build_definitions(settings: CtrSettings | None = None) -> dg.Definitions:
     partitions = hourly_partitions(settings)
     etl_job = dg.define_asset_job(ETL_JOB, selection=[FLATTENED, CTR], partitions_def=partitions,
                                   description="Flatten arrival hours and merge them into the ctr table.")
+    glue = [ctr_glue_table] if settings.glue_database else []
     dashboard_job = dg.define_asset_job(
-        DASHBOARD_JOB, selection=dg.AssetSelection.assets(CATALOG_ASSET, *AGGREGATES, DASHBOARD),
-        description="Catalog, aggregates and dashboard page from the current table.")
+        DASHBOARD_JOB, selection=dg.AssetSelection.assets(CATALOG_ASSET, *AGGREGATES, DASHBOARD, *glue),
+        description="Catalog, Glue table (when configured), aggregates and dashboard page from the current table.")
     freshness_job = dg.define_asset_job(FRESHNESS_JOB, selection=dg.AssetSelection.checks_for_assets(RAW))
     sensors, schedules = build_automation(settings, etl_job, dashboard_job, freshness_job)
     return dg.Definitions(
-        assets=build_assets(partitions),
+        assets=build_assets(partitions) + glue,
         asset_checks=build_checks(),
         jobs=[etl_job, dashboard_job, freshness_job],
         sensors=sensors,
         schedules=schedules,
-        resources={"storage": storage_for(settings), "warehouse": warehouse_for(settings), "settings": settings},
+        resources={"storage": storage_for(settings), "warehouse": warehouse_for(settings), "settings": settings,
+                   "aws": AwsClients()},
         executor=dg.in_process_executor,
     )
 

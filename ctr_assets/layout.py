@@ -16,6 +16,7 @@ DASHBOARDS = "dashboards/"
 MERGED = TABLE_PREFIX + "_merged/"
 # Everything the pipeline writes (raw/ is Firehose's).
 WRITTEN_PREFIXES = (FLATFILES, QUARANTINE, TABLE_PREFIX, CATALOG, DASHBOARDS)
+KINESIS = "kinesis/"  # checkpoints of the optional Kinesis landing
 PARTITION_FORMAT = "%Y-%m-%d-%H:%M"  # Dagster's hourly partition keys
 
 
@@ -25,6 +26,11 @@ def hour_of_partition(partition_key: str) -> datetime:
 
 def partition_of_hour(hour: datetime) -> str:
     return hour.astimezone(timezone.utc).strftime(PARTITION_FORMAT)
+
+
+def hour_label(hour: datetime) -> str:
+    """How sensor cursors name an arrival hour: `2026-03-02T08`."""
+    return hour.astimezone(timezone.utc).strftime("%Y-%m-%dT%H")
 
 
 def floor_hour(moment: datetime) -> datetime:
@@ -46,12 +52,17 @@ def flat_prefix(hour: datetime) -> str:
     return FLATFILES + hour.astimezone(timezone.utc).strftime("%Y%m%d%H")
 
 
-def quarantine_prefix(hour: datetime) -> str:
-    return QUARANTINE + hour.astimezone(timezone.utc).strftime("%Y%m%d%H")
+def kinesis_checkpoint_key(stream: str) -> str:
+    return f"{KINESIS}{stream}/checkpoints.json"
 
 
 def merged_key(hour: datetime) -> str:
     return MERGED + hour.astimezone(timezone.utc).strftime("%Y%m%d%H.json")
+
+
+def quarantine_prefix(hour: datetime) -> str:
+    return QUARANTINE + hour.astimezone(timezone.utc).strftime("%Y%m%d%H")
+
 
 
 def hour_of_raw_key(key: str) -> datetime | None:

@@ -9,6 +9,7 @@ one, and every step is idempotent, so redoing part of it changes nothing.
 from __future__ import annotations
 
 import io
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,9 +24,11 @@ from ctr_assets.layout import (
     WRITTEN_PREFIXES,
     flat_key,
     flat_prefix,
+    hour_label,
     hour_of_raw_key,
     merged_key,
     quarantine_key,
+    quarantine_prefix,
     raw_prefix,
 )
 from ctr_assets.records.flatten import FlattenStats, flatten_object
@@ -46,6 +49,7 @@ class ObjectFailed(RuntimeError):
         self.key = key
         self.reason = describe_error(error)
         super().__init__(f"{key}: {self.reason}")
+LISTING_BUDGET = 10_000  # raw keys one sensor tick lists at most: ten ListObjectsV2 pages, seconds not minutes
 
 
 @dataclass
@@ -69,9 +73,12 @@ def raw_keys(storage: Storage, hour: datetime) -> list[str]:
     return [item.key for item in storage.list(raw_prefix(hour)) if hour_of_raw_key(item.key) == hour]
 
 
-def flatten_raw_object(storage: Storage, key: str, protect_phone: Protect | None = None) -> FlattenStats:
+def flatten_raw_object(
+    storage: Storage, key: str, protect_phone: Protect | None = None, quarantined_before: bool = True
+) -> FlattenStats:
     """Flatten one raw object: its quarantine entries are published first, its flatfile last, so an
-    existing flatfile always means the object was completely processed."""
+    existing flatfile always means the object was completely processed. `quarantined_before` False says
+    there is no earlier quarantine file to remove (saving a request per object on S3)."""
     data = storage.read(key)
     quarantined = io.BytesIO()
     with storage.writer(flat_key(key)) as staged:
@@ -79,7 +86,7 @@ def flatten_raw_object(storage: Storage, key: str, protect_phone: Protect | None
             stats = flatten_object(data, key, flat_out, quarantined, protect_phone)
         if stats.records_quarantined:
             storage.write(quarantine_key(key), quarantined.getvalue())
-        else:
+        elif quarantined_before:
             storage.delete(quarantine_key(key))
     return stats
 
@@ -91,20 +98,26 @@ def flatten_hours(
     progress: Progress | None = None,
     protect_phone: Protect | None = None,
 ) -> FlattenReport:
-    """Flatten every raw object of the given arrival hours; already-flattened objects are skipped
-    unless `reprocess` is set (their flatfile has a deterministic name, so redoing them is harmless).
-    A failure names the object it happened on (`ObjectFailed`); objects done before it stay done."""
+    """Flatten every raw object of the given arrival hours; objects already flattened (or already merged,
+    their flatfile possibly expired) are skipped unless `reprocess` is set (their flatfile has a
+    deterministic name, so redoing them is harmless). A failure names the object it happened on
+    (`ObjectFailed`); objects done before it stay done."""
     report = FlattenReport(abandoned_staging_removed=sum(map(storage.remove_abandoned_staging, WRITTEN_PREFIXES)))
     todo: list[str] = []
+    quarantined: set[str] = set()
     for hour in hours:
         keys = raw_keys(storage, hour)
         done = set() if reprocess else {item.key for item in storage.list(flat_prefix(hour))}
+        if keys and not reprocess:
+            done |= merged_flat_keys(storage, hour)
         pending = [key for key in keys if flat_key(key) not in done]
         report.skipped += len(keys) - len(pending)
         todo.extend(pending)
+        if pending:
+            quarantined.update(item.key for item in storage.list(quarantine_prefix(hour)))
     for number, key in enumerate(todo, start=1):
         try:
-            stats = flatten_raw_object(storage, key, protect_phone)
+            stats = flatten_raw_object(storage, key, protect_phone, quarantined_before=quarantine_key(key) in quarantined)
         except Exception as error:
             raise ObjectFailed(key, error) from error
         report.objects.append(stats)
@@ -116,10 +129,19 @@ def flatten_hours(
 def conservation_problems(storage: Storage, objects: Iterable[FlattenStats]) -> list[str]:
     """Recount what was persisted for each object: flatfile lines plus quarantine entries must equal the
     records found in it. Returns one line per object that does not add up."""
+    objects = list(objects)
+    # One listing per hour says which files exist, instead of one existence check per object.
+    hours = {hour_of_raw_key(stats.source_key) for stats in objects}
+    stored = {item.key for hour in hours if hour for prefix in (flat_prefix(hour), quarantine_prefix(hour))
+              for item in storage.list(prefix)}
+
+    def count_lines(key: str) -> int:
+        return storage.read(key).count(b"\n") if key in stored else 0
+
     problems = []
     for stats in objects:
-        written = _count_lines(storage, flat_key(stats.source_key))
-        quarantined = _count_lines(storage, quarantine_key(stats.source_key))
+        written = count_lines(flat_key(stats.source_key))
+        quarantined = count_lines(quarantine_key(stats.source_key))
         if written + quarantined != stats.records_in:
             problems.append(
                 f"{stats.source_key}: {stats.records_in} records in, {written} written + {quarantined} quarantined"
@@ -127,28 +149,36 @@ def conservation_problems(storage: Storage, objects: Iterable[FlattenStats]) -> 
     return problems
 
 
-def _count_lines(storage: Storage, key: str) -> int:
-    return storage.read(key).count(b"\n") if storage.exists(key) else 0
-
-
 def merge_hours(storage: Storage, hours: Iterable[datetime], connection) -> MergeResult | None:
     """Merge the flattened records of the given arrival hours into the table under the table lock, then
     record in each hour's ledger which flatfiles (at which size) are now in it. None when the hours have
-    no records (their flatfiles may have expired: the table is then left exactly as it is)."""
+    no records (their flatfiles may have expired: the table is then left exactly as it is). The ledger
+    lives outside flatfiles/, so retention removing a flatfile never makes its raw object look pending."""
     with storage.lock(TABLE_LOCK):
         flatfiles = {hour: list(storage.list(flat_prefix(hour))) for hour in hours}
         keys = [item.key for items in flatfiles.values() for item in items if item.size]
         result = merge_flatfiles(connection, storage, keys) if keys else None
         for hour, items in flatfiles.items():
             if items:
-                storage.write(merged_key(hour), orjson.dumps({"flatfiles": {item.key: item.size for item in items}}))
+                merged = {**merged_flatfiles(storage, hour), **{item.key: item.size for item in items}}
+                storage.write(merged_key(hour), orjson.dumps({"flatfiles": merged}))
     return result
 
 
+def merged_flatfiles(storage: Storage, hour: datetime) -> dict[str, int]:
+    """The flatfiles of an arrival hour already in the table, with the size each had when merged."""
+    key = merged_key(hour)
+    return orjson.loads(storage.read(key))["flatfiles"] if storage.exists(key) else {}
+
+
+def merged_flat_keys(storage: Storage, hour: datetime) -> set[str]:
+    return set(merged_flatfiles(storage, hour))
+
+
 def pending_raw_keys(storage: Storage, hours: Iterable[datetime] | None = None) -> dict[datetime, list[str]]:
-    """Raw objects not yet in the table, by arrival hour: without a flatfile, or with one the ledger does
-    not list at its current size (a run stopped between flattening and merging). All of raw/ when
-    `hours` is None."""
+    """Raw objects not yet in the table, by arrival hour: never flattened and never merged, or flattened
+    but not in the ledger at the flatfile's current size (a run stopped between flattening and merging).
+    All of raw/ when `hours` is None."""
     if hours is None:
         raw = [item.key for item in storage.list(RAW)]
         flat = storage.list(FLATFILES)
@@ -163,29 +193,64 @@ def pending_raw_keys(storage: Storage, hours: Iterable[datetime] | None = None) 
     pending: dict[datetime, list[str]] = defaultdict(list)
     for key in raw:
         hour = hour_of_raw_key(key)
-        flat_size = sizes.get(flat_key(key))
-        if hour is not None and (flat_size is None or merged.get(flat_key(key)) != flat_size):
+        flat_size, merged_size = sizes.get(flat_key(key)), merged.get(flat_key(key))
+        unmerged = merged_size is None if flat_size is None else merged_size != flat_size
+        if hour is not None and unmerged:
             pending[hour].append(key)
     return dict(sorted(pending.items()))
 
 
+@dataclass
+class ArrivalScan:
+    """What the arrival sensor remembers between ticks: every raw key already reported, per arrival hour
+    (`2026-03-02T08`), and where the last tick stopped when it ran out of listing budget."""
+
+    seen: dict[str, list[str]] = field(default_factory=dict)
+    resume: tuple[str, str] | None = None  # (hour, last key listed)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> "ArrivalScan":
+        state = json.loads(text) if text else {}
+        resume = state.get("resume")
+        return cls(seen=state.get("seen", {}), resume=tuple(resume) if resume else None)
+
+    def to_json(self) -> str:
+        return json.dumps({"seen": self.seen, "resume": self.resume})
+
+
 def find_new_arrivals(
-    storage: Storage, seen: dict[str, list[str]], hours: Iterable[datetime]
-) -> tuple[dict[datetime, list[str]], dict[str, list[str]]]:
-    """Raw keys in the given hour folders that are not in `seen` (hour -> keys already reported).
+    storage: Storage, scan: ArrivalScan, hours: list[datetime], budget: int = LISTING_BUDGET
+) -> tuple[dict[datetime, list[str]], ArrivalScan]:
+    """Raw keys in the given hour folders that `scan` has not seen, and the scan to remember next.
 
     Remembering every key of the listed hours, rather than a last key or a last-modified time, is what
     keeps objects that share a second or arrive out of key order from being skipped. Only the listed
-    hours are kept in the returned state, so it stays as small as the window."""
+    hours are kept, so the state stays as small as the window. At most `budget` keys are listed per call
+    (on S3, one ListObjectsV2 request per 1,000 keys); the next call carries on from where this one
+    stopped, so an unusually full hour spreads over several ticks instead of outlasting one."""
+    labels = [hour_label(hour) for hour in hours]
+    start, after = 0, ""
+    if scan.resume and scan.resume[0] in labels:
+        start, after = labels.index(scan.resume[0]), scan.resume[1]
+    seen = {label: scan.seen[label] for label in labels if label in scan.seen}
     new: dict[datetime, list[str]] = {}
-    state: dict[str, list[str]] = {}
-    for hour in hours:
-        label = hour.strftime("%Y-%m-%dT%H")
-        keys = raw_keys(storage, hour)
+    listed, resume = 0, None
+    for hour, label in zip(hours[start:], labels[start:]):
         known = set(seen.get(label, ()))
-        fresh = [key for key in keys if key not in known]
+        fresh = []
+        for item in storage.list(raw_prefix(hour), start_after=after):
+            listed += 1
+            if hour_of_raw_key(item.key) == hour and item.key not in known:
+                fresh.append(item.key)
+                known.add(item.key)
+            if listed >= budget:
+                resume = (label, item.key)
+                break
+        after = ""
         if fresh:
             new[hour] = fresh
-        if keys:
-            state[label] = sorted(known | set(keys))
-    return new, state
+        if known:
+            seen[label] = sorted(known)
+        if resume:
+            break
+    return new, ArrivalScan(seen, resume)

@@ -1,19 +1,23 @@
-"""Build the typed resources from the settings: the storage, the DuckDB warehouse."""
+"""Build the typed resources from the settings: the storage, the DuckDB warehouse, AWS clients."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
 
-from ctr_assets.settings import CtrSettings, SettingError
+from ctr_assets.s3 import S3Storage
+from ctr_assets.settings import CtrSettings
 from ctr_assets.storage import LocalStorage, Storage
 
 
 def storage_for(settings: CtrSettings) -> Storage:
-    """The storage named by CTR_STORAGE_URL."""
+    """The storage named by CTR_STORAGE_URL: a local folder, or a bucket (credentials and region from the
+    standard AWS chain, CTR_S3_ENDPOINT_URL for S3-compatible stores)."""
     if settings.is_s3:
-        raise SettingError(f"CTR_STORAGE_URL: {settings.storage_url!r}: s3:// storage is not available in this version")
+        bucket, prefix = settings.s3_location
+        return S3Storage(bucket=bucket, prefix=prefix, s3=S3Resource(endpoint_url=settings.s3_endpoint_url or None))
     return LocalStorage(root=settings.storage_url)
 
 

@@ -9,6 +9,7 @@ Dagster UI shows and run records keep, and no message ever includes it.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,6 +23,8 @@ from ctr_assets.records.phones import MODES, Protect, phone_protector
 DEFAULT_STORAGE_URL = "ctr_data"
 HASH_SECRET_VARIABLE = "CTR_HASH_SECRET"
 MIN_HASH_SECRET_CHARS = 16
+# S3's bucket naming rules (3-63 characters: lower-case letters, digits, dots and hyphens).
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 class SettingError(ValueError):
@@ -53,8 +56,22 @@ class CtrSettings(dg.ConfigurableResource):
     first_hour: str = Field(
         default="2025-01-01-00:00", description="CTR_FIRST_HOUR: the first hourly partition (UTC)."
     )
+    sqs_queue_url: str = Field(
+        default="", description="CTR_SQS_QUEUE_URL: SQS queue receiving the bucket's S3 event notifications; "
+        "empty: poll the bucket instead.",
+    )
+    glue_database: str = Field(
+        default="", description="CTR_GLUE_DATABASE: Glue database to register the ctr table in, for Athena; "
+        "empty: no Glue.",
+    )
+    glue_table: str = Field(default="ctr", description="CTR_GLUE_TABLE: the table's name in that database.")
+    kinesis_stream_name: str = Field(
+        default="", description="CTR_KINESIS_STREAM_NAME: a Kinesis data stream to land in raw/ as Firehose would "
+        "(KinesisStreamName); empty: Firehose delivers.",
+    )
     flatfiles_retention_hours: int = Field(
-        default=24, description="CTR_FLATFILES_RETENTION_HOURS: how long flatfiles/ are kept."
+        default=24, description="CTR_FLATFILES_RETENTION_HOURS: how long flatfiles/ are kept (S3 rounds up to "
+        "whole days); also how far back the ETL catch-up looks."
     )
     quarantine_rate_threshold: float = Field(
         default=0.01, description="CTR_QUARANTINE_RATE_THRESHOLD: quarantined share that raises a warning."
@@ -93,10 +110,27 @@ class CtrSettings(dg.ConfigurableResource):
         return settings
 
     def validate_values(self) -> None:
+        if self.is_s3 and not BUCKET_NAME.fullmatch(self.s3_location[0]):
+            raise SettingError(f"CTR_STORAGE_URL: {self.storage_url!r} does not name a valid bucket (s3://bucket[/prefix])")
+        if self.s3_endpoint_url and not re.fullmatch(r"https?://[^/\s]+/?", self.s3_endpoint_url):
+            raise SettingError(f"CTR_S3_ENDPOINT_URL: {self.s3_endpoint_url!r} is not an http(s)://host[:port] URL")
+        if self.sqs_queue_url and not self.is_s3:
+            raise SettingError("CTR_SQS_QUEUE_URL: S3 event notifications need s3:// storage (CTR_STORAGE_URL)")
+        if self.sqs_queue_url and not re.fullmatch(r"https?://\S+", self.sqs_queue_url):
+            raise SettingError(f"CTR_SQS_QUEUE_URL: {self.sqs_queue_url!r} is not a queue URL (https://sqs.…)")
+        if self.glue_database and not self.is_s3:
+            raise SettingError("CTR_GLUE_DATABASE: Athena reads the table from S3: it needs s3:// storage (CTR_STORAGE_URL)")
+        for variable, name in (("CTR_GLUE_DATABASE", self.glue_database), ("CTR_GLUE_TABLE", self.glue_table)):
+            if name and not re.fullmatch(r"[a-z0-9_]{1,255}", name):
+                raise SettingError(f"{variable}: {name!r}: use lower-case letters, digits and underscores (Athena's rule)")
+        if self.kinesis_stream_name and not re.fullmatch(r"[a-zA-Z0-9_.-]{1,128}", self.kinesis_stream_name):
+            raise SettingError(f"CTR_KINESIS_STREAM_NAME: {self.kinesis_stream_name!r} is not a Kinesis stream name")
         if not is_valid_cron_string(self.etl_cron):
             raise SettingError(f"CTR_ETL_CRON: {self.etl_cron!r} is not a valid cron expression")
         if not 60 <= self.sensor_interval_seconds <= 900:
             raise SettingError(f"CTR_SENSOR_INTERVAL_SECONDS: {self.sensor_interval_seconds} is outside 60-900")
+        if self.flatfiles_retention_hours < 1:
+            raise SettingError("CTR_FLATFILES_RETENTION_HOURS: must be at least 1")
         if self.sensor_lookback_hours < 1:
             raise SettingError("CTR_SENSOR_LOOKBACK_HOURS: must be at least 1")
         if not 0 <= self.quarantine_rate_threshold <= 1:
@@ -125,6 +159,12 @@ class CtrSettings(dg.ConfigurableResource):
     @property
     def is_s3(self) -> bool:
         return self.storage_url.startswith("s3://")
+
+    @property
+    def s3_location(self) -> tuple[str, str]:
+        """(bucket, key prefix) of an s3:// storage URL."""
+        bucket, _, prefix = self.storage_url.removeprefix("s3://").partition("/")
+        return bucket, prefix.strip("/")
 
     @property
     def warehouse_path(self) -> str:

@@ -19,7 +19,7 @@ import tempfile
 import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 
@@ -59,7 +59,11 @@ class ObjectInfo(NamedTuple):
 
 
 class StorageError(RuntimeError):
-    """A storage problem explained in one line, naming the setting or the key to check."""
+    """A storage (or other AWS access) problem explained in one line, naming the setting or key to check."""
+
+
+class StorageUnavailable(StorageError):
+    """Transient errors (throttling, 5xx, dropped connections) that outlasted their retries: a rerun may pass."""
 
 
 def is_transient_error(error: BaseException) -> bool:
@@ -94,7 +98,9 @@ def retry_transient(
             if not is_transient(error):
                 raise
             if attempt >= attempts:
-                raise StorageError(f"{what}: still failing after {attempt} attempts: {describe_error(error)}") from error
+                if isinstance(error, StorageError):  # already explained in one line: keep that line first
+                    raise StorageUnavailable(f"{error} (still failing after {attempt} attempts: {what})") from error
+                raise StorageUnavailable(f"{what}: still failing after {attempt} attempts: {describe_error(error)}") from error
             delay = random.uniform(0, min(max_seconds, base_seconds * 2 ** (attempt - 1)))
             log.warning("%s: %s (attempt %d of %d), retrying in %.2f s", what, describe_error(error), attempt, attempts, delay)
             sleep(delay)
@@ -116,11 +122,12 @@ class Storage(dg.ConfigurableResource, ABC):
     def url(self) -> str:
         """The storage URL as a user would write it (a folder or s3://bucket/prefix)."""
 
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Objects whose key starts with `prefix`, in key order (listed whole, so a retry never repeats)."""
+    def list(self, prefix: str, start_after: str = "") -> Iterator[ObjectInfo]:
+        """Objects whose key starts with `prefix`, in key order; only keys after `start_after` when given.
+        Listed whole before the first is returned, so a retry never repeats or skips an object."""
         if prefix:
             check_key(prefix)
-        return iter(self._retry(f"list {prefix or '/'}", lambda: self._list(prefix)))
+        return iter(self._retry(f"list {prefix or '/'}", lambda: self._list(prefix, start_after)))
 
     def read(self, key: str) -> bytes:
         return self._retry(f"read {check_key(key)}", lambda: self._read(key))
@@ -171,6 +178,11 @@ class Storage(dg.ConfigurableResource, ABC):
         ETag it read, so a writer that lost the lock cannot replace a newer file."""
 
     @abstractmethod
+    @contextmanager
+    def local_paths(self, keys: list[str]) -> Iterator[list[str]]:
+        """Paths on this machine holding `keys` while the block runs (the files themselves, or copies)."""
+
+    @abstractmethod
     def uri(self, key: str) -> str:
         """How DuckDB names `key` once `attach` has run on its connection."""
 
@@ -179,7 +191,7 @@ class Storage(dg.ConfigurableResource, ABC):
         """Let a DuckDB connection read and write `uri(...)` paths."""
 
     @abstractmethod
-    def _list(self, prefix: str) -> list[ObjectInfo]: ...
+    def _list(self, prefix: str, start_after: str) -> list[ObjectInfo]: ...
 
     @abstractmethod
     def _read(self, key: str) -> bytes: ...
@@ -202,6 +214,17 @@ class Storage(dg.ConfigurableResource, ABC):
         return retry_transient(
             call, what, attempts=self.retry_attempts, base_seconds=self.retry_base_seconds, is_transient=self.is_transient
         )
+
+    def apply_retention(self, prefix: str, hours: int) -> str:
+        """Make objects under `prefix` expire `hours` after they were written; says what was done.
+
+        Here: delete the ones already expired (run it periodically). A bucket overrides it with a lifecycle
+        rule, so the store itself expires them."""
+        cutoff = datetime.now(timezone.utc) - timedelta(hours=hours)
+        expired = [item.key for item in self.list(prefix) if item.last_modified < cutoff]
+        for key in expired:
+            self.delete(key)
+        return f"deleted {len(expired)} objects older than {hours} h under {self.uri(prefix)}"
 
 
 def check_key(key: str) -> str:
@@ -234,11 +257,11 @@ class LocalStorage(Storage):
             raise StorageError(f"refusing storage key {key!r}: names starting with '.' are reserved for the storage itself")
         return self.root_path / key
 
-    def _list(self, prefix: str) -> list[ObjectInfo]:
+    def _list(self, prefix: str, start_after: str) -> list[ObjectInfo]:
         # Walk only the folders the prefix can reach, so listing one hour never scans the whole tree.
         folder, _, _ = prefix.rpartition("/")
         base = self.root_path / folder if folder else self.root_path
-        keys = sorted(key for key in _object_keys(self.root_path, base) if key.startswith(prefix))
+        keys = sorted(key for key in _object_keys(self.root_path, base) if key.startswith(prefix) and key > start_after)
         found = (_info(key, self.root_path / key) for key in keys)
         return [info for info in found if info is not None]
 
@@ -293,6 +316,10 @@ class LocalStorage(Storage):
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextmanager
+    def local_paths(self, keys: list[str]) -> Iterator[list[str]]:
+        yield [self.path(key).as_posix() for key in keys]
 
     def uri(self, key: str) -> str:
         return self.path(key).as_posix() + ("/" if key.endswith("/") else "")

@@ -1,10 +1,151 @@
-"""Fixtures shared across test modules: a real storage folder, a real DuckDB, the hand-built contacts."""
+"""Fixtures shared across test modules: a real storage folder, a real DuckDB, the hand-built contacts, and a
+real S3 API (one moto server on 127.0.0.1 for the session: S3, SQS, Glue and Kinesis) with settings that run
+a test on a local folder and on a bucket."""
 
+import gc
+import json
+import logging
+import re
+import socket
+import urllib.request
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import boto3
 import duckdb
 import pytest
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.s3.models import s3_backends
+from moto.server import ThreadedMotoServer
 
+from ctr_assets.settings import CtrSettings
 from ctr_assets.storage import LocalStorage
 from ctr_assets_tests.hand_built import hand_built  # noqa: F401  (a session fixture: the metric tests' data)
+from ctr_assets_tests.helpers import settings_for
+
+REGION = "us-east-1"
+# The standard AWS chain, pointed at moto: nothing from the developer's own AWS configuration leaks in.
+AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # werkzeug colours its request log
+UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Moto:
+    url: str
+
+    def client(self, service: str, **credentials):
+        credentials = credentials or {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        return boto3.client(service, endpoint_url=self.url, region_name=REGION, **credentials)
+
+    def new_bucket(self) -> str:
+        name = f"ctr-{uuid.uuid4().hex[:12]}"
+        self.client("s3").create_bucket(Bucket=name)
+        return name
+
+    def seed_empty_objects(self, bucket: str, keys: Iterable[str]) -> None:
+        """Put empty objects straight into the server's store: over HTTP each PUT costs about 10 ms, too
+        slow for the 100,000 a listing test needs. Everything under test still goes through HTTP."""
+        backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+        gc.disable()  # a 100,000-object loop otherwise spends half its time in the collector
+        try:
+            for key in keys:
+                backend.put_object(bucket, key, b"")
+        finally:
+            gc.enable()
+
+    @contextmanager
+    def requests(self) -> Iterator[list[str]]:
+        """The request lines the server answers inside the block ("GET /bucket?list-type=2&prefix=…")."""
+        lines: list[str] = []
+        handler = logging.Handler()
+        handler.emit = lambda record: lines.append(ANSI.sub("", record.getMessage()).split('"')[1])
+        log = logging.getLogger("werkzeug")
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        try:
+            yield lines
+        finally:
+            log.setLevel(logging.ERROR)
+            log.removeHandler(handler)
+
+    def user_allowed(self, *actions: str) -> dict[str, str]:
+        """Credentials of a new IAM user allowed only `actions` (enforced inside `enforcing_iam`)."""
+        iam, name = self.client("iam"), f"user-{uuid.uuid4().hex[:8]}"
+        iam.create_user(UserName=name)
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": list(actions), "Resource": "*"}]}
+        iam.put_user_policy(UserName=name, PolicyName="allowed", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
+
+    @contextmanager
+    def enforcing_iam(self):
+        """moto checking signatures and IAM policies inside the block (it accepts anything by default)."""
+        def set_checked_after(count: bytes) -> None:
+            request = urllib.request.Request(f"{self.url}/moto-api/reset-auth", data=count,
+                                             headers={"Content-Type": "text/plain"})
+            urllib.request.urlopen(request, timeout=10).close()
+
+        set_checked_after(b"0")
+        try:
+            yield
+        finally:
+            set_checked_after(b"inf")
+
+
+@pytest.fixture(scope="session")
+def moto():
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    with pytest.MonkeyPatch.context() as patch:
+        for name in UNSET:
+            patch.delenv(name, raising=False)
+        for name, value in AWS_ENVIRONMENT.items():
+            patch.setenv(name, value)
+        # SQS, Glue and Kinesis are found the standard way; S3 through CTR_S3_ENDPOINT_URL.
+        for service in ("SQS", "GLUE", "KINESIS"):
+            patch.setenv(f"AWS_ENDPOINT_URL_{service}", url)
+        yield Moto(url)
+    server.stop()
+
+
+@pytest.fixture
+def s3_settings(moto, tmp_path, monkeypatch) -> CtrSettings:
+    """Settings on a fresh bucket (under a key prefix), with the CTR_* variables set to match."""
+    settings = settings_for(tmp_path, storage_url=f"s3://{moto.new_bucket()}/contact-centre",
+                            s3_endpoint_url=moto.url, duckdb_path=str(tmp_path / "ctr.duckdb"))
+    for name in ("storage_url", "s3_endpoint_url", "duckdb_path", "first_hour"):
+        monkeypatch.setenv(f"CTR_{name.upper()}", getattr(settings, name))
+    return settings
+
+
+@pytest.fixture(params=["local", "s3"])
+def settings(request, tmp_path, monkeypatch) -> CtrSettings:
+    """The same test on a local folder and on a bucket."""
+    if request.param == "s3":
+        return request.getfixturevalue("s3_settings")
+    settings = settings_for(tmp_path)
+    monkeypatch.setenv("CTR_FIRST_HOUR", settings.first_hour)
+    return settings
 
 
 @pytest.fixture

@@ -7,19 +7,20 @@ from pathlib import Path
 from ctr_assets.records.table import TABLE_PREFIX, sql_text
 from ctr_assets.sample import write_firehose_objects
 from ctr_assets.settings import CtrSettings
-from ctr_assets.storage import LocalStorage
+from ctr_assets.storage import Storage
 
 SAMPLE_START = datetime(2026, 3, 2, 8, tzinfo=timezone.utc)
 
 
-def settings_for(tmp_path: Path, **overrides) -> CtrSettings:
+def settings_for(tmp_path: Path, storage_url: str | None = None, **overrides) -> CtrSettings:
     return CtrSettings.from_env(
-        {}, storage_url=str(tmp_path / "data"), first_hour="2026-01-01-00:00", **overrides
+        {}, storage_url=storage_url or str(tmp_path / "data"), first_hour="2026-01-01-00:00", **overrides
     )
 
 
-def write_sample(storage: LocalStorage, hours: int = 3, contacts_per_hour: int = 60, seed: int = 7):
-    return write_firehose_objects(storage.write, SAMPLE_START, hours, contacts_per_hour, seed=seed)
+def write_sample(storage: Storage, hours: int = 3, contacts_per_hour: int = 60, seed: int = 7, batch_seconds: int = 60):
+    return write_firehose_objects(storage.write, SAMPLE_START, hours, contacts_per_hour, seed=seed,
+                                  batch_seconds=batch_seconds)
 
 
 def ctr_record(contact_id: str, initiated: datetime, updated: datetime | None = None, **fields) -> dict:
@@ -103,7 +104,7 @@ def connect_contact(
     )
 
 
-def write_month_of_contacts(storage: LocalStorage, days: int = 30, agents: int = 200, per_day: int = 10_000) -> int:
+def write_month_of_contacts(storage: Storage, days: int = 30, agents: int = 200, per_day: int = 10_000) -> int:
     """A month of a contact centre straight into the table's Parquet layout (too many contacts to go through the
     sample generator and the pipeline in a test): 7 queues, three channels, business-hours traffic, and the mix
     of IVR-only, abandoned, outbound, callback, transferred and held contacts. Returns the number of contacts."""

@@ -1,9 +1,13 @@
-"""`ctr-assets` as a user runs it: real processes, real folders."""
+"""`ctr-assets` as a user runs it: real processes, real folders, a real S3 API."""
 
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from ctr_assets.cli import main
+from ctr_assets.resources import storage_for
+from ctr_assets_tests.helpers import write_sample
 
 CLI = [str(Path(sys.executable).parent / "ctr-assets")]
 
@@ -61,3 +65,64 @@ def test_a_bad_setting_is_one_clear_line_naming_it(tmp_path):
     result = ctr_assets("run", cwd=tmp_path, env={"CTR_ETL_CRON": "every hour"})
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["ctr-assets: error: CTR_ETL_CRON: 'every hour' is not a valid cron expression"]
+
+
+def test_every_command_works_on_a_bucket(s3_settings, monkeypatch, capsys):
+    """In this process (the commands above already run as real processes): CTR_S3_ENDPOINT_URL points at moto."""
+    bucket = s3_settings.storage_url
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+
+    def ctr_assets_here(*args: str) -> str:
+        assert main(list(args)) == 0, capsys.readouterr().err
+        return capsys.readouterr().out
+
+    simulated = ctr_assets_here("simulate", "--storage", bucket, "--start", "2026-03-02T08", "--hours", "1",
+                                "--contacts-per-hour", "20")
+    run = ctr_assets_here("run", "--storage", bucket)
+    rows = int(run.split("table:")[1].split()[0])
+    status = ctr_assets_here("status", "--storage", bucket)
+    query = ctr_assets_here("query", "--storage", bucket, "SELECT count(DISTINCT contactid) AS n FROM ctr")
+
+    assert f"under {bucket}/raw/" in simulated
+    assert rows > 0 and f"dashboard: {bucket}/dashboards/index.html" in run
+    assert "(0 pending)" in status and f"table rows:   {rows}" in status
+    assert str(rows) in query
+
+
+def test_a_missing_bucket_is_one_clear_line(moto, monkeypatch, capsys):
+    monkeypatch.setenv("CTR_S3_ENDPOINT_URL", moto.url)
+    assert main(["status", "--storage", "s3://no-such-bucket/ctr"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "ctr-assets: error: CTR_STORAGE_URL: bucket 'no-such-bucket' does not exist: check the name, AWS_REGION "
+        "and CTR_S3_ENDPOINT_URL"]
+
+
+def test_a_permission_missing_inside_a_dagster_run_is_one_line_naming_it(s3_settings, moto, monkeypatch, capsys):
+    storage = storage_for(s3_settings)
+    write_sample(storage, hours=1, contacts_per_hour=5, batch_seconds=3600)
+    reader = moto.user_allowed("s3:ListBucket", "s3:GetObject")  # may look, may not write flatfiles
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", reader["aws_access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", reader["aws_secret_access_key"])
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+
+    with moto.enforcing_iam():
+        code = main(["run"])
+
+    err = capsys.readouterr().err
+    (line,) = err.strip().splitlines()
+    assert code == 2
+    assert line.startswith(f"ctr-assets: error: AWS credentials (") and "needs s3:PutObject" in line
+    assert f"{storage.url}/flatfiles/" in line
+
+
+def test_retention_is_a_lifecycle_rule_on_a_bucket_and_a_cleanup_on_a_folder(s3_settings, moto, tmp_path, capsys):
+    assert main(["retention", "--hours", "48"]) == 0  # CTR_STORAGE_URL names the bucket
+    (rule,) = moto.client("s3").get_bucket_lifecycle_configuration(Bucket=s3_settings.s3_location[0])["Rules"]
+    assert rule["Filter"] == {"Prefix": "contact-centre/flatfiles/"} and rule["Expiration"] == {"Days": 2}
+
+    folder = tmp_path / "folder"
+    (folder / "flatfiles").mkdir(parents=True)
+    (folder / "flatfiles" / "2026030208x").write_text("{}\n")
+    assert main(["retention", "--storage", str(folder)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "2 day(s)" in out[0] and out[1].startswith("deleted 0 objects older than 24 h")

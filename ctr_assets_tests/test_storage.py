@@ -63,9 +63,9 @@ class FlakyStorage(LocalStorage):
             raise TRANSIENT_FAULTS[self._injected % len(TRANSIENT_FAULTS)]()
         self._streaks.pop((operation, key), None)
 
-    def _list(self, prefix):
+    def _list(self, prefix, start_after):
         self._fault("list", prefix)
-        return super()._list(prefix)
+        return super()._list(prefix, start_after)
 
     def _read(self, key):
         self._fault("read", key)
@@ -151,7 +151,7 @@ def test_a_persistent_error_fails_naming_the_object_leaves_nothing_half_written_
         flatten_hours(flaky, [hour])
 
     assert failure.value.key == key
-    assert str(failure.value).startswith(f"{key}: StorageError: read {key}: still failing after 5 attempts: ")
+    assert str(failure.value).startswith(f"{key}: StorageUnavailable: read {key}: still failing after 5 attempts: ")
     healed = LocalStorage(root=str(tmp_path / "flaky"))
     assert not healed.exists(flat_key(key)) and not healed.exists(quarantine_key(key))
     assert list((tmp_path / "flaky").rglob(".tmp-*")) == []

@@ -71,6 +71,7 @@ def _read_partition(storage: Storage, key: str) -> str:
 
 def table_schema(connection: Any, storage: Storage) -> tuple[dict[str, Type], dict[str, dict[str, Type]]]:
     """The table's schema (every partition's merged) and each partition file's own."""
+    storage.attach(connection)
     per_file = {key: file_schema(connection, storage, key) for key in table_files(storage)}
     merged: dict[str, Type] = {}
     for schema in per_file.values():
@@ -82,32 +83,33 @@ def merge_flatfiles(connection: Any, storage: Storage, flat_keys: Iterable[str])
     """Merge the records of NDJSON flatfiles into the table; `connection` is a scratch DuckDB connection."""
     storage.attach(connection)
     result = MergeResult()
-    uris = [storage.uri(key) for key in flat_keys]
-    if not uris:
+    flat_keys = list(flat_keys)
+    if not flat_keys:
         return result
-    reader = (
-        f"read_json({sql_list(uris)}, format='newline_delimited', union_by_name=true, "
-        "map_inference_threshold=-1, filename='_flatfile', maximum_object_size=67108864"
-    )
-    detected = relation_schema(connection.sql(f"SELECT * FROM {reader}, sample_size=-1) LIMIT 0"))
-    detected.pop("_flatfile", None)
-    current, per_file = table_schema(connection, storage)
-    if "contactid" not in detected:  # every flattened record has one: these flatfiles hold no records
-        result.schema = current
-        return result
-    target = merge(merge(current, pin(detected)), LINEAGE_COLUMNS)
-    batch_columns = {name: target[name] for name in pin(detected)}
-    columns = "{" + ", ".join(f"{sql_text(name)}: {sql_text(render(kind))}" for name, kind in batch_columns.items())
-    connection.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE incoming AS
-        WITH source AS (
-            SELECT * EXCLUDE (_flatfile), {_lineage_from_flatfile('_flatfile')}
-            FROM {reader}, columns={columns}}})
+    with storage.local_paths(flat_keys) as paths:
+        reader = (
+            f"read_json({sql_list(paths)}, format='newline_delimited', union_by_name=true, "
+            "map_inference_threshold=-1, filename='_flatfile', maximum_object_size=67108864"
         )
-        SELECT *, md5(CAST(to_json(source) AS VARCHAR)) AS _row_hash, 1 AS _origin FROM source
-        """
-    )
+        detected = relation_schema(connection.sql(f"SELECT * FROM {reader}, sample_size=-1) LIMIT 0"))
+        detected.pop("_flatfile", None)
+        current, per_file = table_schema(connection, storage)
+        if "contactid" not in detected:  # every flattened record has one: these flatfiles hold no records
+            result.schema = current
+            return result
+        target = merge(merge(current, pin(detected)), LINEAGE_COLUMNS)
+        batch_columns = {name: target[name] for name in pin(detected)}
+        columns = "{" + ", ".join(f"{sql_text(name)}: {sql_text(render(kind))}" for name, kind in batch_columns.items())
+        connection.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE incoming AS
+            WITH source AS (
+                SELECT * EXCLUDE (_flatfile), {_lineage_from_flatfile('_flatfile')}
+                FROM {reader}, columns={columns}}})
+            )
+            SELECT *, md5(CAST(to_json(source) AS VARCHAR)) AS _row_hash, 1 AS _origin FROM source
+            """
+        )
     result.records_read = _scalar(connection, "SELECT count(*) FROM incoming")
     connection.execute(
         f"CREATE OR REPLACE TEMP TABLE batch AS SELECT *, strftime(initiationtimestamp, '%Y-%m-%d') AS _dt "
