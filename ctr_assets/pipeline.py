@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import io
+import multiprocessing
+import os
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Iterable
+from functools import partial
+from typing import Callable, Iterable, Iterator
 
 from ctr_assets.layout import (
     FLATFILES,
@@ -60,10 +65,15 @@ def flatten_raw_object(storage: Storage, key: str) -> FlattenStats:
 
 
 def flatten_hours(
-    storage: Storage, hours: Iterable[datetime], reprocess: bool = False, progress: Progress | None = None
+    storage: Storage,
+    hours: Iterable[datetime],
+    reprocess: bool = False,
+    progress: Progress | None = None,
+    workers: int | None = None,
 ) -> FlattenReport:
     """Flatten every raw object of the given arrival hours; already-flattened objects are skipped
-    unless `reprocess` is set (their flatfile has a deterministic name, so redoing them is harmless)."""
+    unless `reprocess` is set (their flatfile has a deterministic name, so redoing them is harmless).
+    Objects are flattened in `workers` processes (default: one per available core)."""
     report = FlattenReport()
     todo: list[str] = []
     for hour in hours:
@@ -72,12 +82,28 @@ def flatten_hours(
         pending = [key for key in keys if flat_key(key) not in done]
         report.skipped += len(keys) - len(pending)
         todo.extend(pending)
-    for number, key in enumerate(todo, start=1):
-        stats = flatten_raw_object(storage, key)
+    for number, stats in enumerate(_flatten_objects(storage, todo, workers or available_cores()), start=1):
         report.objects.append(stats)
         if progress is not None:
             progress(number, len(todo), stats)
     return report
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _flatten_objects(storage: Storage, keys: list[str], workers: int) -> Iterator[FlattenStats]:
+    """Each object's stats, in key order. A worker holds one object at a time, so memory is bounded by
+    a few objects in flight whatever their number."""
+    if workers <= 1 or len(keys) <= 1:
+        yield from (flatten_raw_object(storage, key) for key in keys)
+        return
+    # fork starts a worker in milliseconds with everything imported (spawn would import Dagster again in
+    # each). gc.freeze keeps the collector from scanning, and so copying, the objects a worker inherits.
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
+    with context.Pool(min(workers, len(keys)), initializer=gc.freeze) as pool:
+        yield from pool.imap(partial(flatten_raw_object, storage), keys)
 
 
 def conservation_problems(storage: Storage, objects: Iterable[FlattenStats]) -> list[str]:
