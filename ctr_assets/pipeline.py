@@ -104,6 +104,8 @@ def _flatten_objects(storage: Storage, keys: list[str], workers: int) -> Iterato
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
     with context.Pool(min(workers, len(keys)), initializer=gc.freeze) as pool:
         yield from pool.imap(partial(flatten_raw_object, storage), keys)
+        pool.close()  # let the workers finish on their own: terminating them interrupts Dagster's handlers
+        pool.join()
 
 
 def conservation_problems(storage: Storage, objects: Iterable[FlattenStats]) -> list[str]:
