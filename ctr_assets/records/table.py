@@ -108,8 +108,12 @@ def merge_flatfiles(connection: Any, storage: Storage, flat_keys: Iterable[str])
         )
     result.records_read = _scalar(connection, "SELECT count(*) FROM incoming")
     result.seconds["read"] = time.perf_counter() - began
-    connection.execute(f"CREATE OR REPLACE TEMP TABLE batch AS {_winners('incoming')}")
-    result.duplicates_in_batch = result.records_read - _scalar(connection, "SELECT count(*) FROM batch")
+    # The batch's winners as row ids with their partition date: whole records are not copied again.
+    connection.execute(
+        "CREATE OR REPLACE TEMP TABLE winners AS SELECT rowid AS row, strftime(initiationtimestamp, '%Y-%m-%d') AS dt "
+        f"FROM incoming QUALIFY row_number() OVER (PARTITION BY contactid ORDER BY {WINNER_ORDER}) = 1"
+    )
+    result.duplicates_in_batch = result.records_read - _scalar(connection, "SELECT count(*) FROM winners")
     result.seconds["dedup"] = time.perf_counter() - began - result.seconds["read"]
 
     for key, schema in per_file.items():
@@ -117,8 +121,7 @@ def merge_flatfiles(connection: Any, storage: Storage, flat_keys: Iterable[str])
             _rewrite_partition(connection, storage, key, schema, target)
             result.partitions_widened.append(key)
 
-    dates = [row[0] for row in connection.sql(
-        "SELECT DISTINCT strftime(initiationtimestamp, '%Y-%m-%d') FROM batch ORDER BY 1").fetchall()]
+    dates = [row[0] for row in connection.sql("SELECT DISTINCT dt FROM winners ORDER BY 1").fetchall()]
     for dt in dates:
         inserted, updated = _merge_partition(connection, storage, dt, target)
         if inserted or updated:
@@ -162,27 +165,31 @@ def _winners(candidates: str) -> str:
 
 def _merge_partition(connection: Any, storage: Storage, dt: str, target: dict[str, Type]) -> tuple[int, int]:
     key = partition_file(dt)
-    batch = f"SELECT * FROM batch WHERE strftime(initiationtimestamp, '%Y-%m-%d') = {sql_text(dt)}"
-    if storage.exists(key):
-        existing = f"SELECT *, NULL AS _row_hash, 0 AS _origin FROM {_read_partition(storage, key)}"
-        connection.execute(f"CREATE OR REPLACE TEMP TABLE candidates AS {existing} UNION ALL BY NAME {batch}")
-        connection.execute(f"CREATE OR REPLACE TEMP TABLE merged AS {_winners('candidates')}")
-    else:
-        connection.execute(f"CREATE OR REPLACE TEMP TABLE merged AS {batch}")
+    batch = f"SELECT * FROM incoming WHERE rowid IN (SELECT row FROM winners WHERE dt = {sql_text(dt)})"
+    if not storage.exists(key):  # a new partition: every winner of the date is a new row
+        inserted = _scalar(connection, f"SELECT count(*) FROM winners WHERE dt = {sql_text(dt)}")
+        _write_parquet(connection, storage, key, _in_table_order(connection, "incoming", batch, target))
+        return inserted, 0
+    existing = f"SELECT *, NULL AS _row_hash, 0 AS _origin FROM {_read_partition(storage, key)}"
+    connection.execute(f"CREATE OR REPLACE TEMP TABLE candidates AS {existing} UNION ALL BY NAME {batch}")
+    connection.execute(f"CREATE OR REPLACE TEMP TABLE merged AS {_winners('candidates')}")
     changed = _scalar(connection, "SELECT count(*) FROM merged WHERE _origin = 1")
     if not changed:
         return 0, 0
-    inserted = changed
-    if storage.exists(key):
-        inserted = _scalar(
-            connection,
-            f"SELECT count(*) FROM merged m WHERE _origin = 1 AND NOT EXISTS "
-            f"(SELECT 1 FROM {_read_partition(storage, key)} e WHERE e.contactid = m.contactid)",
-        )
-    present = _columns(connection, "merged")
-    ordered = ", ".join(quote(name) for name in target if name in present)
-    _write_parquet(connection, storage, key, f"SELECT {ordered} FROM merged ORDER BY contactid")
+    inserted = _scalar(
+        connection,
+        f"SELECT count(*) FROM merged m WHERE _origin = 1 AND NOT EXISTS "
+        f"(SELECT 1 FROM {_read_partition(storage, key)} e WHERE e.contactid = m.contactid)",
+    )
+    _write_parquet(connection, storage, key, _in_table_order(connection, "merged", "FROM merged", target))
     return inserted, changed - inserted
+
+
+def _in_table_order(connection: Any, table: str, rows: str, target: dict[str, Type]) -> str:
+    """`rows` (of `table`'s columns) with the table's columns in schema order, sorted by contactid."""
+    present = _columns(connection, table)
+    ordered = ", ".join(quote(name) for name in target if name in present)
+    return f"SELECT {ordered} FROM ({rows}) ORDER BY contactid"
 
 
 def _rewrite_partition(connection: Any, storage: Storage, key: str, schema: dict[str, Type], target: dict[str, Type]) -> None:
