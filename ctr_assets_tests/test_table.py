@@ -266,3 +266,26 @@ def test_no_flatfiles_is_a_no_op(connection, storage):
     result = merge_flatfiles(connection, storage, [])
     assert (result.records_read, result.partitions_written) == (0, [])
     assert table_files(storage) == []
+
+
+def test_a_field_only_in_the_last_record_of_the_last_flatfile_becomes_a_column(connection, storage):
+    keys = [put_flatfile(storage, f"{DAY1}T10:{minute:02d}:00", *(ctr(f"c{minute}-{n}") for n in range(30)),
+                         suffix=f"{minute:04d}") for minute in range(6)]
+    keys.append(put_flatfile(storage, f"{DAY1}T11:00:00", ctr("plain"), ctr("last", Attributes={"Late": "yes"},
+                                                                          Surprise={"Deep": [1, 2]}), suffix="late"))
+    result = merge_flatfiles(connection, storage, keys)
+    assert result.records_read == 6 * 30 + 2
+    assert (result.schema["attributes"], result.schema["surprise"]) == ({"late": "VARCHAR"}, {"deep": ["BIGINT"]})
+    assert column(connection, storage, "attributes.late")["last"] == "yes"
+    assert column(connection, storage, "surprise.deep")["last"] == [1, 2]
+
+
+def test_values_that_look_like_line_starts_survive_the_batch_files(connection, storage):
+    tricky = 'line one\n{"contactid":"evil"}\n{'
+    key = put_flatfile(storage, f"{DAY1}T10:05:00", ctr("a", Note=tricky), ctr("b"))
+    merge_flatfiles(connection, storage, [key])
+    assert column(connection, storage, "note") == {"a": tricky, "b": None}
+    assert {row["contactid"]: row["_source_key"] for row in table(connection, storage, "contactid, _source_key")} == {
+        "a": "raw/2026/11/27/10/ctr-stream-1-2026-11-27-10-05-00-0000",
+        "b": "raw/2026/11/27/10/ctr-stream-1-2026-11-27-10-05-00-0000",
+    }
