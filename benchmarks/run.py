@@ -14,7 +14,9 @@ CPU seconds are the whole subprocess's (workers included). Stages:
   recount, merge into the Parquet table (read+type, dedup, write), catalog, aggregates and dashboard;
 - dagster: `run_pipeline` (everything through Dagster, in process); its time minus the pipeline's is the
   Dagster overhead;
-- sensor: one `raw_arrivals` tick on a storage with --sensor-objects old objects and 10 new ones.
+- sensor: `raw_arrivals` ticks on a storage (--sensor-storage, default a local folder under --data) holding
+  --sensor-objects objects in old hour folders and 10 new ones: time, Storage.list calls and, on a local
+  folder, the directories read. On S3 each list call is one ListObjectsV2 request per 1,000 keys listed.
 
 Medians over --runs runs are printed as a table and appended as one JSON line to --results.
 """
@@ -96,6 +98,8 @@ def run_stage(stage: str, data: Path, args: argparse.Namespace) -> dict:
         shutil.copytree(data / "raw", workdir / "raw", copy_function=os.link)
     command = [sys.executable, "-m", "benchmarks.run", "--stage", stage, "--workdir", str(workdir),
                "--data", str(args.data), "--sensor-objects", str(args.sensor_objects)]
+    if args.sensor_storage:
+        command += ["--sensor-storage", args.sensor_storage]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     peak = [0]
@@ -232,27 +236,25 @@ def stage_sensor(workdir: Path, args: argparse.Namespace) -> dict:
     from ctr_assets.resources import storage_for
     from ctr_assets.settings import CtrSettings
 
-    root = Path(args.data) / f"sensor-{args.sensor_objects}"
-    now = floor_hour(datetime.now(timezone.utc))
-    old_hours = 1000
-    marker = root / "objects.json"
-    if not marker.exists() or json.loads(marker.read_text()) != args.sensor_objects:
-        shutil.rmtree(root, ignore_errors=True)
-        for number in range(args.sensor_objects):  # old hour folders, well outside the sensor's window
-            hour = now - timedelta(hours=24 + number % old_hours)
-            folder = root / "raw" / hour.strftime("%Y/%m/%d/%H")
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"ctr-stream-1-{hour:%Y-%m-%d-%H}-00-00-{number:08d}").touch()
-        marker.write_text(json.dumps(args.sensor_objects))
-    current = root / "raw" / now.strftime("%Y/%m/%d/%H")
-    shutil.rmtree(current, ignore_errors=True)
-    current.mkdir(parents=True)
-    for number in range(10):
-        (current / f"ctr-stream-1-{now:%Y-%m-%d-%H}-00-{number:02d}-new{number}").touch()
-
-    settings = CtrSettings.from_env({}, storage_url=str(root), first_hour="2020-01-01-00:00")
-    sensor = build_definitions(settings).resolve_sensor_def("raw_arrivals")
+    url = args.sensor_storage or str(Path(args.data) / f"sensor-{args.sensor_objects}")
+    settings = CtrSettings.from_env(storage_url=url, first_hour="2020-01-01-00:00")
     storage = storage_for(settings)
+    now = floor_hour(datetime.now(timezone.utc))
+
+    def key(hour: datetime, name: str) -> str:
+        return f"raw/{hour:%Y/%m/%d/%H}/ctr-stream-1-{hour:%Y-%m-%d-%H}-{name}"
+
+    marker = "benchmark/sensor-objects.json"
+    if not storage.exists(marker) or json.loads(storage.read(marker)) != args.sensor_objects:
+        for number in range(args.sensor_objects):  # spread over 1000 old hours, outside the sensor's window
+            storage.write(key(now - timedelta(hours=24 + number % 1000), f"00-00-{number:08d}"), b"")
+        storage.write(marker, json.dumps(args.sensor_objects).encode())
+    for item in storage.list(f"raw/{now:%Y/%m/%d/%H}/"):
+        storage.delete(item.key)
+    for number in range(10):
+        storage.write(key(now, f"00-{number:02d}-new{number}"), b"")
+
+    sensor = build_definitions(settings).resolve_sensor_def("raw_arrivals")
     instance = dg.DagsterInstance.ephemeral()
     listed, walked = [], []
     original_list, original_walk = type(storage).list, storage_module.os.walk
@@ -261,18 +263,17 @@ def stage_sensor(workdir: Path, args: argparse.Namespace) -> dict:
         listed.append(prefix)
         return original_list(self, prefix)
 
-    def counting_walk(top, *rest, **options):
+    def counting_walk(top, *rest, **options):  # local storage: the directories actually read
         for entry in original_walk(top, *rest, **options):
             walked.append(entry[0])
             yield entry
 
-    ticks = []
-    cursor = None
+    ticks, cursor = [], None
     type(storage).list, storage_module.os.walk = counting_list, counting_walk
     try:
         for tick in ("first", "nothing new", "one new"):
             if tick == "one new":
-                (current / f"ctr-stream-1-{now:%Y-%m-%d-%H}-00-59-late").touch()
+                storage.write(key(now, "00-59-late"), b"")
             listed.clear(), walked.clear()
             began = time.perf_counter()
             with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"storage": storage}) as context:
@@ -282,7 +283,7 @@ def stage_sensor(workdir: Path, args: argparse.Namespace) -> dict:
             cursor = result.cursor
     finally:
         type(storage).list, storage_module.os.walk = original_list, original_walk
-    return {"objects": args.sensor_objects + 11, "ticks": ticks}
+    return {"storage": storage.url, "objects": args.sensor_objects + 11, "ticks": ticks}
 
 
 STAGE_FUNCTIONS = {"original": stage_original, "flatten_1core": stage_flatten_1core, "pipeline": stage_pipeline,
@@ -382,6 +383,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", default="/tmp/ctr_assets_benchmark", help="where sample data is kept between runs")
     parser.add_argument("--results", default=str(DEFAULT_RESULTS), help="JSON lines file the summary is appended to")
     parser.add_argument("--sensor-objects", type=int, default=100_000, help="old objects in the sensor tick stage")
+    parser.add_argument("--sensor-storage", help="storage URL for the sensor stage (default: a folder under --data)")
     parser.add_argument("--no-original", dest="original", action="store_false", help="skip the original Lambda")
     parser.add_argument("--no-sensor", dest="sensor", action="store_false", help="skip the sensor tick stage")
     parser.add_argument("--stage", choices=sorted(STAGE_FUNCTIONS), help=argparse.SUPPRESS)
