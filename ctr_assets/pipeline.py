@@ -8,12 +8,17 @@ one, and every step is idempotent, so redoing part of it changes nothing.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
+import multiprocessing
+import os
+import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Iterable
+from functools import partial
+from typing import Callable, Iterable, Iterator
 
 import orjson
 
@@ -97,11 +102,13 @@ def flatten_hours(
     reprocess: bool = False,
     progress: Progress | None = None,
     protect_phone: Protect | None = None,
+    workers: int | None = None,
 ) -> FlattenReport:
     """Flatten every raw object of the given arrival hours; objects already flattened (or already merged,
     their flatfile possibly expired) are skipped unless `reprocess` is set (their flatfile has a
-    deterministic name, so redoing them is harmless). A failure names the object it happened on
-    (`ObjectFailed`); objects done before it stay done."""
+    deterministic name, so redoing them is harmless). Objects are flattened in `workers` processes
+    (default: one per available core). A failure names the object it happened on (`ObjectFailed`);
+    objects done before it stay done."""
     report = FlattenReport(abandoned_staging_removed=sum(map(storage.remove_abandoned_staging, WRITTEN_PREFIXES)))
     todo: list[str] = []
     quarantined: set[str] = set()
@@ -115,15 +122,46 @@ def flatten_hours(
         todo.extend(pending)
         if pending:
             quarantined.update(item.key for item in storage.list(quarantine_prefix(hour)))
-    for number, key in enumerate(todo, start=1):
-        try:
-            stats = flatten_raw_object(storage, key, protect_phone, quarantined_before=quarantine_key(key) in quarantined)
-        except Exception as error:
-            raise ObjectFailed(key, error) from error
+    flatten_one = partial(_flatten_one, storage, protect_phone, frozenset(quarantined))
+    for number, stats in enumerate(_flatten_objects(flatten_one, todo, workers or available_cores()), start=1):
         report.objects.append(stats)
         if progress is not None:
             progress(number, len(todo), stats)
     return report
+
+
+def available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _flatten_one(storage: Storage, protect_phone: Protect | None, quarantined: frozenset[str], key: str) -> FlattenStats:
+    return flatten_raw_object(storage, key, protect_phone, quarantined_before=quarantine_key(key) in quarantined)
+
+
+def _flatten_objects(flatten_one: Callable[[str], FlattenStats], keys: list[str], workers: int) -> Iterator[FlattenStats]:
+    """Each object's stats, in key order; a failure names its object. A worker holds one object at a time,
+    so memory is bounded by a few objects in flight whatever their number."""
+    if workers <= 1 or len(keys) <= 1:
+        results = map(flatten_one, keys)
+        yield from _named_failures(results, keys)
+        return
+    # fork starts a worker in milliseconds with everything imported (spawn would import Dagster again in
+    # each). gc.freeze keeps the collector from scanning, and so copying, the objects a worker inherits.
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
+    with context.Pool(min(workers, len(keys)), initializer=gc.freeze) as pool:
+        yield from _named_failures(pool.imap(flatten_one, keys), keys)
+        pool.close()  # let the workers finish on their own: terminating them interrupts Dagster's handlers
+        pool.join()
+
+
+def _named_failures(results: Iterator[FlattenStats], keys: list[str]) -> Iterator[FlattenStats]:
+    """Results come in key order, so the key of a failure is the one whose result was due."""
+    for key in keys:
+        try:
+            stats = next(results)
+        except Exception as error:
+            raise ObjectFailed(key, error) from error
+        yield stats
 
 
 def conservation_problems(storage: Storage, objects: Iterable[FlattenStats]) -> list[str]:

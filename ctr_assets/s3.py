@@ -161,6 +161,13 @@ class S3Storage(Storage):
     def url(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
 
+    def __getstate__(self) -> dict:
+        """Worker processes get the settings, not this process's client and DuckDB filesystems."""
+        state = super().__getstate__()
+        state["__pydantic_private__"] = {**(state.get("__pydantic_private__") or {}),
+                                         "_client": None, "_attached": weakref.WeakSet()}
+        return state
+
     @property
     def client(self) -> Any:
         """One boto3 client per resource instance (S3Resource.get_client builds a new one on each call)."""

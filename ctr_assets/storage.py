@@ -226,6 +226,14 @@ class Storage(dg.ConfigurableResource, ABC):
             self.delete(key)
         return f"deleted {len(expired)} objects older than {hours} h under {self.uri(prefix)}"
 
+    def __reduce__(self):
+        # Rebuilt from its fields, so a storage can be handed to worker processes.
+        return _rebuild, (type(self), self.model_dump())
+
+
+def _rebuild(kind: type[Storage], fields: dict[str, Any]) -> Storage:
+    return kind(**fields)
+
 
 def check_key(key: str) -> str:
     """Keys are relative and stay below the storage root: no `..` or `.` step, no empty step, no NUL."""

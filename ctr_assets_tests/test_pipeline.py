@@ -11,6 +11,7 @@ from ctr_assets.api import run_pipeline
 from ctr_assets.assets import DASHBOARD_FILE
 from ctr_assets.definitions import ETL_JOB, build_definitions
 from ctr_assets.layout import FLATFILES, flat_key, partition_of_hour
+from ctr_assets.pipeline import flatten_hours
 from ctr_assets.records.table import table_files
 from ctr_assets.resources import storage_for
 from ctr_assets.warehouse import refresh_ctr_view, scratch_connection
@@ -173,3 +174,19 @@ def test_the_graph_on_a_bucket_gives_the_same_table_as_on_a_local_folder(s3_sett
 
     on_s3, local = tables
     assert len(on_s3) > 40 and on_s3 == local
+
+
+def test_parallel_flatten_writes_the_same_bytes_and_stats_as_serial(tmp_path):
+    stores = [storage_for(settings_for(tmp_path / name)) for name in ("serial", "parallel")]
+    for store in stores:
+        write_sample(store, hours=2, contacts_per_hour=40)
+        store.write(raw_key(SAMPLE_START, 30, "bad"), firehose_object(ctr_record("ok", SAMPLE_START)) + b"{\"cut")
+    hours = [SAMPLE_START, SAMPLE_START + timedelta(hours=1)]
+
+    serial = flatten_hours(stores[0], hours, workers=1)
+    parallel = flatten_hours(stores[1], hours, workers=2)
+
+    assert parallel.objects == serial.objects and serial.totals.records_quarantined == 1
+    contents = [{item.key: store.read(item.key) for prefix in ("flatfiles/", "quarantine/") for item in store.list(prefix)}
+                for store in stores]
+    assert contents[0] == contents[1] and len(contents[0]) == len(serial.objects) + 1

@@ -32,25 +32,35 @@ def normalize_keys(value: Any) -> tuple[Any, int]:
 
 def _normalize(value: Any, collisions: list[int]) -> Any:
     kind = type(value)
-    if kind is dict or kind is DuplicateKeys:
-        pairs = list(value.items()) if kind is dict else value
-        names = [normalize_key(key) for key, _ in pairs]
-        taken = set(names)
-        if len(taken) < len(names):
-            names = _suffix_repeats(names, taken, collisions)
-        return {
-            name: _normalize(item, collisions) if type(item) in _CONTAINERS else item
-            for name, (_, item) in zip(names, pairs)
-        }
     if kind is list:
         return [_normalize(item, collisions) if type(item) in _CONTAINERS else item for item in value]
-    return value
+    if kind is dict:
+        keys, items = tuple(value), value.values()
+    elif kind is DuplicateKeys:
+        keys, items = tuple(key for key, _ in value), [item for _, item in value]
+    else:
+        return value
+    names, suffixed = _names_of(keys)
+    collisions[0] += suffixed
+    return dict(zip(names, [_normalize(item, collisions) if type(item) in _CONTAINERS else item for item in items]))
 
 
 _CONTAINERS = frozenset({dict, list, DuplicateKeys})
 
 
-def _suffix_repeats(names: list[str], taken: set[str], collisions: list[int]) -> list[str]:
+@lru_cache(maxsize=1 << 16)
+def _names_of(keys: tuple[str, ...]) -> tuple[tuple[str, ...], int]:
+    """The names one object's keys take, in order, and how many took a suffix. Cached per key tuple:
+    CTR objects come in a few shapes repeated millions of times, so an object costs one lookup."""
+    names = [normalize_key(key) for key in keys]
+    taken = set(names)
+    if len(taken) == len(names):
+        return tuple(names), 0
+    unique = _suffix_repeats(names, taken)
+    return tuple(unique), sum(1 for name, given in zip(names, unique) if name != given)
+
+
+def _suffix_repeats(names: list[str], taken: set[str]) -> list[str]:
     """Later repeats of a name take the first free suffix; a name some key normalizes to is never free,
     so a real `a_2` keeps its own name and its meaning across records."""
     seen: set[str] = set()
@@ -59,7 +69,6 @@ def _suffix_repeats(names: list[str], taken: set[str], collisions: list[int]) ->
         if name in seen:
             name = _free_name(name, taken)
             taken.add(name)
-            collisions[0] += 1
         seen.add(name)
         unique.append(name)
     return unique

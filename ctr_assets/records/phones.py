@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from functools import partial
 from typing import Callable
 
 PHONE_FIELDS = (("customerendpoint", "address"), ("transferredtoendpoint", "address"))
@@ -48,7 +49,7 @@ def phone_protector(mode: str, key: bytes = b"") -> Protect | None:
     if mode == "hash":
         if not key:
             raise ValueError("hashing phone numbers needs a key")
-        return lambda address: hash_address(address, key)
+        return partial(hash_address, key=key)  # a partial, not a lambda: worker processes receive it
     raise ValueError(f"unknown phone number mode {mode!r}; expected one of {', '.join(MODES)}")
 
 
