@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -111,9 +111,6 @@ CANONICAL_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 
 
-MAX_CACHED_TIMESTAMPS = 1 << 16
-
-
 class FieldProblem(ValueError):
     """A record that cannot take the documented type of one of its fields."""
 
@@ -121,15 +118,6 @@ class FieldProblem(ValueError):
         super().__init__(f"{path}: {detail}")
         self.reason = reason
         self.path = path
-        self.detail = detail
-
-    def within(self, step: str) -> "FieldProblem":
-        """The same problem seen from the enclosing object (`step` is a field name) or list (`[]`)."""
-        joined = step if not self.path else f"{step}{self.path}" if self.path.startswith("[") else f"{step}.{self.path}"
-        return FieldProblem(self.reason, joined, self.detail)
-
-
-Check = Callable[[Any], Any]  # returns the value as the table stores it, or raises FieldProblem
 
 
 def conform(record: Any) -> dict:
@@ -140,77 +128,46 @@ def conform(record: Any) -> dict:
         value = record.get(field)
         if not isinstance(value, str) or not value:
             raise FieldProblem("missing_field", field, f"required, got {_describe(value)}")
-    return _CHECK_RECORD(record)
+    _conform_object(record, KNOWN_FIELDS, "")
+    return record
 
 
-def _compile(spec: Any) -> Check:
-    """One check per spec node, built once: the per-record walk then does no spec lookups or path
-    formatting (paths are only put together when a problem is raised)."""
+def _conform_object(obj: dict, spec: dict, path: str) -> None:
+    wildcard = spec.get(ANY_FIELD)
+    for name in obj if wildcard is not None else spec.keys() & obj.keys():
+        value = obj[name]
+        if value is not None:
+            obj[name] = _conform_value(value, wildcard or spec[name], f"{path}{name}")
+
+
+def _conform_value(value: Any, spec: Any, path: str) -> Any:
+    if spec == TIMESTAMP:
+        return _utc_timestamp(value, path)
+    if spec == INTEGER:
+        number = int(value) if type(value) is float and value.is_integer() else value
+        if type(number) is int and BIGINT_MIN <= number <= BIGINT_MAX:
+            return number
+        raise FieldProblem("type_conflict", path, f"expected a BIGINT integer, got {_describe(value)}")
+    if spec == STRING:
+        if type(value) is str:
+            return value
+        if type(value) in (int, float, bool):
+            return orjson.dumps(value).decode()
+        raise FieldProblem("type_conflict", path, f"expected a string, got {_describe(value)}")
+    if spec == TEXT:
+        return value if type(value) is str else orjson.dumps(value).decode()
     if isinstance(spec, dict):
-        return _object_check(spec)
-    if isinstance(spec, list):
-        return _list_check(_compile(spec[0]))
-    return {TIMESTAMP: _utc_timestamp, INTEGER: _integer, STRING: _string, TEXT: _text}[spec]
-
-
-def _object_check(spec: dict) -> Check:
-    fields = {name: _compile(sub) for name, sub in spec.items() if name != ANY_FIELD}
-    each = _compile(spec[ANY_FIELD]) if ANY_FIELD in spec else None
-
-    def check(value: Any) -> dict:
         if type(value) is not dict:
-            raise FieldProblem("type_conflict", "", f"expected an object, got {_describe(value)}")
-        for name, item in value.items():
-            field_check = each or fields.get(name)
-            if field_check is None or item is None:
-                continue
-            try:
-                conformed = field_check(item)
-            except FieldProblem as problem:
-                raise problem.within(name) from None
-            if conformed is not item:
-                value[name] = conformed  # replacing a value while iterating is safe: no key is added
+            raise FieldProblem("type_conflict", path, f"expected an object, got {_describe(value)}")
+        _conform_object(value, spec, f"{path}.")
         return value
-
-    return check
-
-
-def _list_check(item_check: Check) -> Check:
-    def check(value: Any) -> list:
-        if type(value) is not list:
-            raise FieldProblem("type_conflict", "", f"expected a list, got {_describe(value)}")
-        try:
-            return [None if item is None else item_check(item) for item in value]
-        except FieldProblem as problem:
-            raise problem.within("[]") from None
-
-    return check
+    if type(value) is not list:
+        raise FieldProblem("type_conflict", path, f"expected a list, got {_describe(value)}")
+    return [None if item is None else _conform_value(item, spec[0], f"{path}[]") for item in value]
 
 
-def _integer(value: Any) -> int:
-    number = int(value) if type(value) is float and value.is_integer() else value
-    if type(number) is int and BIGINT_MIN <= number <= BIGINT_MAX:
-        return number
-    raise FieldProblem("type_conflict", "", f"expected a BIGINT integer, got {_describe(value)}")
-
-
-def _string(value: Any) -> str:
+def _utc_timestamp(value: Any, path: str) -> str:
     if type(value) is str:
-        return value
-    if type(value) in (int, float, bool):
-        return orjson.dumps(value).decode()
-    raise FieldProblem("type_conflict", "", f"expected a string, got {_describe(value)}")
-
-
-def _text(value: Any) -> str:
-    return value if type(value) is str else orjson.dumps(value).decode()
-
-
-def _utc_timestamp(value: Any) -> str:
-    if type(value) is str:
-        known = _UTC_TEXT.get(value)
-        if known is not None:
-            return known
         try:
             moment = datetime.fromisoformat(value)
             if moment.tzinfo is not None:
@@ -218,17 +175,8 @@ def _utc_timestamp(value: Any) -> str:
         except (ValueError, OverflowError):  # not ISO-8601, no such date, or its UTC instant is out of range
             pass
         else:
-            utc = value if CANONICAL_UTC.fullmatch(value) else moment.isoformat(timespec="microseconds") + "Z"
-            if len(_UTC_TEXT) >= MAX_CACHED_TIMESTAMPS:
-                _UTC_TEXT.clear()
-            _UTC_TEXT[value] = utc
-            return utc
-    raise FieldProblem("type_conflict", "", f"expected an ISO-8601 timestamp, got {_describe(value)}")
-
-
-# Timestamps repeat across records (contacts in progress share seconds), so each text is parsed once.
-_UTC_TEXT: dict[str, str] = {}
-_CHECK_RECORD = _object_check(KNOWN_FIELDS)
+            return value if CANONICAL_UTC.fullmatch(value) else moment.isoformat(timespec="microseconds") + "Z"
+    raise FieldProblem("type_conflict", path, f"expected an ISO-8601 timestamp, got {_describe(value)}")
 
 
 def _json_kind(value: Any) -> str:
