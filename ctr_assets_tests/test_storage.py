@@ -124,7 +124,9 @@ def test_a_transient_error_is_retried_until_it_passes_and_others_are_not_retried
     assert denied == [1]
 
 
-def test_the_pipeline_on_a_flaky_store_ends_like_on_a_healthy_one(tmp_path):
+def test_the_pipeline_on_a_flaky_store_ends_like_on_a_healthy_one(tmp_path, monkeypatch):
+    # One process, so every injected fault is counted here (worker processes would keep their own counts).
+    monkeypatch.setattr("ctr_assets.pipeline.available_cores", lambda: 1)
     write_crash_sample(LocalStorage(root=str(tmp_path / "sample")))
     for name in ("healthy", "flaky"):
         copy_raw(tmp_path / "sample", tmp_path / name)
