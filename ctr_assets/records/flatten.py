@@ -15,10 +15,10 @@ from typing import BinaryIO
 
 import orjson
 
-from ctr_assets.records.fields import FieldProblem, conform
-from ctr_assets.records.normalize import normalize_keys
+from ctr_assets.records.bulk import split_normalized
+from ctr_assets.records.fields import FieldProblem, conform_changed
 from ctr_assets.records.phones import Protect, protect_phone_numbers
-from ctr_assets.records.split import Rejected, split_values
+from ctr_assets.records.split import Rejected
 
 GZIP_MAGIC = b"\x1f\x8b"
 GZIP_CHUNK = 1 << 16
@@ -59,24 +59,25 @@ def flatten_object(
         quarantine_out.write(quarantine_entry(source_key, start, end, reason, detail, content, compressed))
 
     payload, gzip_error = decompress(data)
-    for piece in split_values(payload):
+    for piece in split_normalized(payload):
         stats.records_in += 1
         if isinstance(piece, Rejected):
             content = payload[piece.start : piece.end]
             quarantine(piece.start, piece.end, piece.reason, piece.detail, content, False)
             continue
-        record, collisions = normalize_keys(piece.value)
+        record = piece.value
         try:
-            conform(record)
+            rewritten = conform_changed(record)
         except FieldProblem as problem:
             content = payload[piece.start : piece.end]
             quarantine(piece.start, piece.end, problem.reason, str(problem), content, False)
             continue
         if protect_phone is not None:
             protect_phone_numbers(record, protect_phone)
-        stats.collisions += collisions
+            rewritten = True
+        stats.collisions += piece.collisions
         stats.records_written += 1
-        flat_out.write(orjson.dumps(record))
+        flat_out.write(orjson.dumps(record) if rewritten or piece.text is None else piece.text)
         flat_out.write(b"\n")
     if gzip_error is not None:
         start, detail = gzip_error

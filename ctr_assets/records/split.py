@@ -67,10 +67,10 @@ class DuplicateKeys(list):
     """The (key, value) pairs of a JSON object that repeats a key; a dict would drop all but the last."""
 
 
-def split_values(data: bytes) -> Iterator[Record | Rejected]:
-    """Yield every JSON value in `data` in order, and every unusable byte range between them."""
+def split_values(data: bytes, start: int = 0) -> Iterator[Record | Rejected]:
+    """Yield every JSON value in `data` from `start` on, in order, and every unusable byte range between them."""
     view = memoryview(data)
-    pos = _skip_whitespace(data, 0)
+    pos = _skip_whitespace(data, start)
     while pos < len(data):
         decoded = _decode_at(data, view, pos)
         if isinstance(decoded, Record):
@@ -90,6 +90,11 @@ def _skip_whitespace(data: bytes, pos: int) -> int:
             pos += len(UTF8_BOM)
             continue
         return pos
+
+
+def decode_at(data: bytes, start: int) -> Record | Rejected:
+    """The one value that starts at `start`, or why none does there."""
+    return _decode_at(data, memoryview(data), start)
 
 
 def _decode_at(data: bytes, view: memoryview, start: int) -> Record | Rejected:
