@@ -9,7 +9,8 @@ the peak RSS is the sum over the stage's process tree (workers included), sample
 CPU seconds are the whole subprocess's (workers included). Stages:
 
 - original: the original Lambda's algorithm (benchmarks/original_lambda.py), one core;
-- flatten_1core: our flatten step (split, normalize, type checks, NDJSON and quarantine out) in one process;
+- split_normalize_1core: the original's job done our way in one process: split, normalize keys, NDJSON out;
+- flatten_1core: our whole flatten step (split, normalize, type checks, NDJSON and quarantine out) in one process;
 - pipeline: the same steps as the Dagster graph, called directly: flatten on all cores, conservation
   recount, merge into the Parquet table (read+type, dedup, write), catalog, aggregates and dashboard;
 - dagster: `run_pipeline` (everything through Dagster, in process); its time minus the pipeline's is the
@@ -40,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RESULTS = ROOT / "benchmarks" / "results" / "results.jsonl"
 START = datetime(2026, 3, 2, tzinfo=timezone.utc)
-STAGES = ("original", "flatten_1core", "pipeline", "dagster")
+STAGES = ("original", "split_normalize_1core", "flatten_1core", "pipeline", "dagster")
 RSS_SAMPLE_SECONDS = 0.02
 
 
@@ -160,6 +161,30 @@ def stage_original(workdir: Path, args: argparse.Namespace) -> dict:
     began = time.perf_counter()
     records = sum(flatten_file(workdir, key) for key in keys)
     return {"seconds": {"flatten": time.perf_counter() - began}, "records": records}
+
+
+def stage_split_normalize_1core(workdir: Path, args: argparse.Namespace) -> dict:
+    """The original Lambda's job and nothing more, done our way: read each raw object, split it, normalize
+    the keys, write one NDJSON line per record. No type checks, quarantine or stats (flatten_1core has them)."""
+    import orjson
+
+    from ctr_assets.records.bulk import split_normalized
+    from ctr_assets.records.flatten import decompress
+    from ctr_assets.records.split import Rejected
+
+    paths = sorted(path for path in (workdir / "raw").rglob("*") if path.is_file())
+    (workdir / "flatfiles").mkdir()
+    records = 0
+    began = time.perf_counter()
+    for path in paths:
+        payload, _ = decompress(path.read_bytes())
+        with open(workdir / "flatfiles" / path.relative_to(workdir).as_posix().replace("/", ""), "wb") as out:
+            for piece in split_normalized(payload):
+                if not isinstance(piece, Rejected):
+                    out.write(piece.text or orjson.dumps(piece.value))
+                    out.write(b"\n")
+                    records += 1
+    return {"seconds": {"split_normalize": time.perf_counter() - began}, "records": records}
 
 
 def stage_flatten_1core(workdir: Path, args: argparse.Namespace) -> dict:
@@ -288,7 +313,8 @@ def stage_sensor(workdir: Path, args: argparse.Namespace) -> dict:
     return {"storage": storage.url, "objects": args.sensor_objects + 11, "ticks": ticks}
 
 
-STAGE_FUNCTIONS = {"original": stage_original, "flatten_1core": stage_flatten_1core, "pipeline": stage_pipeline,
+STAGE_FUNCTIONS = {"original": stage_original, "split_normalize_1core": stage_split_normalize_1core,
+                   "flatten_1core": stage_flatten_1core, "pipeline": stage_pipeline,
                    "dagster": stage_dagster, "sensor": stage_sensor}
 
 
@@ -316,7 +342,8 @@ def summarize(runs: list[dict], data: Path) -> dict:
     original = summary.get("original", {}).get("seconds", {}).get("flatten")
     rows = [
         ("original Lambda: flatten, 1 core", "original", "flatten"),
-        ("ours: flatten, 1 core", "flatten_1core", "flatten"),
+        ("ours: split + normalize, 1 core", "split_normalize_1core", "split_normalize"),
+        ("ours: flatten (+ type checks, quarantine), 1 core", "flatten_1core", "flatten"),
         ("ours: flatten, all cores", "pipeline", "flatten"),
         ("ours: conservation recount", "pipeline", "conservation"),
         ("ours: merge (read, type, dedup, write Parquet)", "pipeline", "merge"),
@@ -342,10 +369,10 @@ def summarize(runs: list[dict], data: Path) -> dict:
 
 
 def render(summary: dict) -> str:
-    lines = [f"{'stage':48s} {'seconds':>8s} {'records/s':>10s} {'MB/s':>7s} {'x original':>10s} {'peak RSS MB':>11s}"]
+    lines = [f"{'stage':52s} {'seconds':>8s} {'records/s':>10s} {'MB/s':>7s} {'x original':>10s} {'peak RSS MB':>11s}"]
     for row in summary["table"]:
         ratio = f"{row['vs_original']:.1f}x" if row["vs_original"] else "-"
-        lines.append(f"{row['stage']:48s} {row['seconds']:8.2f} {row['records_per_s']:10,d} {row['mb_per_s']:7.1f} "
+        lines.append(f"{row['stage']:52s} {row['seconds']:8.2f} {row['records_per_s']:10,d} {row['mb_per_s']:7.1f} "
                      f"{ratio:>10s} {row['peak_rss_mb']:11.0f}")
     cpu = ", ".join(f"{stage} {summary[stage]['cpu_seconds']:.1f}" for stage in STAGES if stage in summary)
     lines.append(f"CPU seconds per stage subprocess (workers included): {cpu}")
