@@ -204,7 +204,7 @@ def _normalize_keys(data: np.ndarray, folded: np.ndarray, opens: np.ndarray, clo
     odd = ~(letter | ((data - ord("0")) < 10) | (data == UNDERSCORE))
     odd &= in_key
     unusable = opens[closes == opens + 1]  # an empty key would need a made-up name
-    odd_positions = _sparse_positions(odd)
+    odd_positions = np.flatnonzero(odd)
     if not len(odd_positions):
         return out.tobytes(), lambda offsets: offsets, unusable
     odd_bytes = data[odd_positions]
@@ -216,14 +216,6 @@ def _normalize_keys(data: np.ndarray, folded: np.ndarray, opens: np.ndarray, clo
     emptied = key_of_deleted[deletions == (closes - opens - 1)[key_of_deleted]]
     unusable = np.concatenate([unusable, opens[emptied]])
     return _without(out, deleted), lambda offsets: offsets - np.searchsorted(deleted, offsets), unusable
-
-
-def _sparse_positions(mask: np.ndarray) -> np.ndarray:
-    """`np.flatnonzero(mask)` for a mask with few True values: 8 bytes are tested at a time."""
-    whole = len(mask) & ~7
-    words = np.flatnonzero(mask[:whole].view(np.uint64))
-    hits = (words[:, None] * 8 + np.arange(8))[mask[:whole].reshape(-1, 8)[words]]
-    return np.concatenate([hits, whole + np.flatnonzero(mask[whole:])])
 
 
 def _without(data: np.ndarray, deleted: np.ndarray) -> bytes:

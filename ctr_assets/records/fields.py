@@ -160,14 +160,18 @@ def _conform_object(obj: dict, spec: dict) -> bool:
         if field is None or value is None:
             continue
         kind = type(value)
-        if kind is str:
-            if field is STRING or field is TEXT:
-                continue
-            if field is TIMESTAMP and CANONICAL_UTC_REAL_TIME.fullmatch(value) and _real_date(value[:10]):
-                continue
-        elif kind is int and field is INTEGER and BIGINT_MIN <= value <= BIGINT_MAX:
-            continue
         try:
+            if kind is str:
+                if field is STRING or field is TEXT:
+                    continue
+                if field is TIMESTAMP and CANONICAL_UTC_REAL_TIME.fullmatch(value) and _real_date(value[:10]):
+                    continue
+            elif kind is int:
+                if field is INTEGER and BIGINT_MIN <= value <= BIGINT_MAX:
+                    continue
+            elif kind is dict and type(field) is dict:
+                changed = _conform_object(value, field) or changed
+                continue
             conformed, rewritten = _conform_value(value, field)
         except FieldProblem as problem:
             raise problem.inside(name) from None
