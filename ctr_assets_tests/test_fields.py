@@ -2,9 +2,13 @@
 
 import copy
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ctr_assets.records.fields import FieldProblem, conform
+from ctr_assets.records.fields import FieldProblem, conform, conform_changed
+from ctr_assets.records.split import INT64_MIN, UINT64_MAX
 
 
 def ctr(**fields) -> dict:
@@ -165,3 +169,39 @@ def test_nulls_are_allowed_for_every_known_field():
 def test_unknown_fields_and_unknown_subfields_are_left_for_inference():
     record = ctr(newfield=[1, {"a": "b"}], agent={"username": "ann", "newsubfield": {"deep": 1.5}})
     assert conform(copy.deepcopy(record)) == record
+
+
+# Values of every JSON kind, including ones each documented type must rewrite or refuse.
+ANY_VALUE = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=INT64_MIN, max_value=UINT64_MAX)  # what splitting yields
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(["2026-11-27T10:00:00Z", "2026-11-27T10:00:00.5Z", "2026-11-27T11:00:00+01:00", "2026-02-30T10:00:00Z",
+                       "2026-11-27 10:00:00", "12", "ann"]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.sampled_from(["arn", "username", "duration",
+        "enqueuetimestamp", "level1", "groupname", "type", "x"]), children, max_size=3),
+    max_leaves=8,
+)
+KNOWN_NAMES = ["agent", "queue", "channel", "attributes", "recordings", "mediastreams", "totalpausecount",
+               "lastupdatetimestamp", "customerendpoint", "somethingnew"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(KNOWN_NAMES), ANY_VALUE, max_size=6))
+def test_a_record_is_reported_rewritten_exactly_when_its_json_changed(fields):
+    """The flatten step writes a record's original text when nothing was rewritten."""
+    record = ctr(**fields)
+    before = orjson.dumps(record)
+    try:
+        rewritten = conform_changed(record)
+    except FieldProblem:
+        return
+    assert rewritten == (orjson.dumps(record) != before)
+
+
+@pytest.mark.parametrize("fields", [{"recordings": [{"type": 5}]}, {"mediastreams": [None, {"type": True}]},
+                                    {"agent": {"hierarchygroups": {"level1": {"groupname": 7}}}},
+                                    {"queue": {"enqueuetimestamp": "2026-11-27T11:00:00+01:00"}}])
+def test_a_value_rewritten_deep_inside_lists_and_objects_is_reported(fields):
+    record = ctr(**copy.deepcopy(fields))
+    assert conform_changed(record) is True
+    assert conform_changed(record) is False  # now in its documented types
