@@ -168,10 +168,12 @@ def stage_split_normalize_1core(workdir: Path, args: argparse.Namespace) -> dict
     the keys, write one NDJSON line per record. No type checks, quarantine or stats (flatten_1core has them)."""
     import orjson
 
+    from ctr_assets.pipeline import keep_freed_memory
     from ctr_assets.records.bulk import split_normalized
     from ctr_assets.records.flatten import decompress
     from ctr_assets.records.split import Rejected
 
+    keep_freed_memory()  # as the flatten step's processes do
     paths = sorted(path for path in (workdir / "raw").rglob("*") if path.is_file())
     (workdir / "flatfiles").mkdir()
     records = 0
