@@ -176,7 +176,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
             }
         )
 
-    aggregates = [_aggregate_asset(name) for name in AGGREGATES]
+    aggregates = _aggregates_asset()
 
     @dg.asset(key=DASHBOARD, deps=[dg.AssetKey(name) for name in AGGREGATES], group_name="dashboards", kinds={"html"})
     def dashboard_page(storage: Storage, warehouse: DuckDBResource, settings: CtrSettings):
@@ -190,7 +190,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
                       "bytes": len(page)}
         )
 
-    return [raw, flattened, ctr, ctr_catalog, *aggregates, dashboard_page]
+    return [raw, flattened, ctr, ctr_catalog, aggregates, dashboard_page]
 
 
 @dg.asset(key=GLUE_TABLE, deps=[CATALOG_ASSET], group_name="warehouse", kinds={"glue", "athena"})
@@ -218,28 +218,42 @@ def ctr_glue_table(storage: S3Storage, aws: AwsClients, settings: CtrSettings):
     )
 
 
-def _aggregate_asset(name: str) -> dg.AssetsDefinition:
-    description = " ".join(
-        line.removeprefix("--").strip() for line in aggregate_sql(name).splitlines() if line.startswith("--")
-    )
+def _aggregates_asset() -> dg.AssetsDefinition:
+    """Every dashboard aggregate is its own asset, all computed in one step: one warehouse connection and
+    one refresh of the views serve them all (and Dagster resolves the ctr input over its partitions once)."""
+    specs = [
+        dg.AssetSpec(name, deps=[CTR], group_name="dashboards", kinds={"duckdb", "parquet"},
+                     description=_aggregate_description(name))
+        for name in AGGREGATES
+    ]
 
-    @dg.asset(name=name, deps=[CTR], group_name="dashboards", kinds={"duckdb", "parquet"}, description=description)
-    def aggregate(storage: Storage, warehouse: DuckDBResource, settings: CtrSettings):
+    @dg.multi_asset(name="dashboard_aggregates", specs=specs, can_subset=True)
+    def aggregates(context: dg.AssetExecutionContext, storage: Storage, warehouse: DuckDBResource, settings: CtrSettings):
+        names = [name for name in AGGREGATES if dg.AssetKey(name) in context.selected_asset_keys]
         with warehouse.get_connection() as connection:
             if not refresh_ctr_view(connection, storage):
-                raise dg.Failure(f"{name}: the ctr table has no data yet; materialize ctr first")
-            rows = build_aggregate(connection, storage, name, metric_parameters(settings))
-            columns, data = fetch_table(connection, f"SELECT * FROM {name}")
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": rows,
-                "dagster/table_name": name,
-                "preview": dg.MetadataValue.md(markdown_table(columns, data)),
-                "path": dg.MetadataValue.path(storage.uri(f"{DASHBOARDS}{name}.parquet")),
-            }
-        )
+                raise dg.Failure(f"{', '.join(names)}: the ctr table has no data yet; materialize ctr first")
+            for name in names:
+                rows = build_aggregate(connection, storage, name, metric_parameters(settings))
+                columns, data = fetch_table(connection, f"SELECT * FROM {name}")
+                yield dg.MaterializeResult(
+                    asset_key=name,
+                    metadata={
+                        "dagster/row_count": rows,
+                        "dagster/table_name": name,
+                        "preview": dg.MetadataValue.md(markdown_table(columns, data)),
+                        "path": dg.MetadataValue.path(storage.uri(f"{DASHBOARDS}{name}.parquet")),
+                    },
+                )
 
-    return aggregate
+    return aggregates
+
+
+def _aggregate_description(name: str) -> str:
+    """The comment lines of the aggregate's SQL: the metric definitions, as the asset's description."""
+    return " ".join(
+        line.removeprefix("--").strip() for line in aggregate_sql(name).splitlines() if line.startswith("--")
+    )
 
 
 def update_catalog(previous: dict, paths: dict[str, str], partition: str | None) -> tuple[dict, list[dict]]:

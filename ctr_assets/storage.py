@@ -267,10 +267,11 @@ class LocalStorage(Storage):
 
     def _list(self, prefix: str, start_after: str) -> list[ObjectInfo]:
         # Walk only the folders the prefix can reach, so listing one hour never scans the whole tree.
+        root = self.root_path.as_posix()  # resolved once per listing, not once per key: it costs system calls
         folder, _, _ = prefix.rpartition("/")
-        base = self.root_path / folder if folder else self.root_path
-        keys = sorted(key for key in _object_keys(self.root_path, base) if key.startswith(prefix) and key > start_after)
-        found = (_info(key, self.root_path / key) for key in keys)
+        base = f"{root}/{folder}" if folder else root
+        keys = sorted(key for key in _object_keys(root, base) if key.startswith(prefix) and key > start_after)
+        found = (_info(key, f"{root}/{key}") for key in keys)
         return [info for info in found if info is not None]
 
     def _read(self, key: str) -> bytes:
@@ -344,17 +345,20 @@ def _try_flock(handle) -> bool:
     return True
 
 
-def _object_keys(root: Path, base: Path) -> Iterator[str]:
+def _object_keys(root: str, base: str) -> Iterator[str]:
+    """The keys of the files below `base`, joined from os.walk's folder and file names (no Path per file)."""
     for folder, folders, files in os.walk(base):
         folders[:] = [name for name in folders if not name.startswith(".")]
+        relative = os.path.relpath(folder, root)
+        start = "" if relative == "." else relative.replace(os.sep, "/") + "/"
         for name in files:
             if not name.startswith("."):
-                yield (Path(folder) / name).relative_to(root).as_posix()
+                yield start + name
 
 
-def _info(key: str, path: Path) -> ObjectInfo | None:
+def _info(key: str, path: str) -> ObjectInfo | None:
     try:
-        stat = path.stat()
+        stat = os.stat(path)
     except FileNotFoundError:  # deleted by another process since the folder was walked
         return None
     return ObjectInfo(key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc))
