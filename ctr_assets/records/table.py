@@ -14,8 +14,13 @@ same flatfiles again completes the move.
 
 from __future__ import annotations
 
+import tempfile
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import orjson
 
 from ctr_assets.records.schema import Type, cast_expression, fits, merge, pin, quote, relation_schema, render
 from ctr_assets.storage import Storage
@@ -23,6 +28,9 @@ from ctr_assets.storage import Storage
 TABLE_PREFIX = "parquet/ctr/"
 # Columns the table adds to each CTR: where the winning copy came from and when it arrived.
 LINEAGE_COLUMNS = {"_source_key": "VARCHAR", "_arrived_at": "TIMESTAMP"}
+# The flatfile each batch line came from, put in front of its record's fields: normalized keys are `\w+`,
+# so no record can carry this one.
+SOURCE_KEY = "@flatfile"
 
 # The dedup rule: latest LastUpdateTimestamp wins; ties go to the later arrival (object, then key). A copy
 # already in the table (`_origin` 0) wins a complete tie, so re-merging the same input rewrites nothing;
@@ -86,25 +94,28 @@ def merge_flatfiles(connection: Any, storage: Storage, flat_keys: Iterable[str])
     flat_keys = list(flat_keys)
     if not flat_keys:
         return result
-    with storage.local_paths(flat_keys) as paths:
+    threads = int(_scalar(connection, "SELECT current_setting('threads')"))
+    with _batch_files(storage, flat_keys, parts=threads) as paths:
+        current, per_file = table_schema(connection, storage)
+        result.schema = current
+        if not paths:  # the flatfiles hold no records
+            return result
         reader = (
-            f"read_json({sql_list(paths)}, format='newline_delimited', union_by_name=true, "
-            "map_inference_threshold=-1, filename='_flatfile', maximum_object_size=67108864"
+            f"read_json({sql_list(paths)}, format='newline_delimited', records=true, union_by_name=true, "
+            "map_inference_threshold=-1, maximum_object_size=67108864"
         )
         detected = relation_schema(connection.sql(f"SELECT * FROM {reader}, sample_size=-1) LIMIT 0"))
-        detected.pop("_flatfile", None)
-        current, per_file = table_schema(connection, storage)
+        detected.pop(SOURCE_KEY, None)
         if "contactid" not in detected:  # every flattened record has one: these flatfiles hold no records
-            result.schema = current
             return result
         target = merge(merge(current, pin(detected)), LINEAGE_COLUMNS)
-        batch_columns = {name: target[name] for name in pin(detected)}
+        batch_columns = {SOURCE_KEY: "VARCHAR", **{name: target[name] for name in pin(detected)}}
         columns = "{" + ", ".join(f"{sql_text(name)}: {sql_text(render(kind))}" for name, kind in batch_columns.items())
         connection.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE incoming AS
             WITH source AS (
-                SELECT * EXCLUDE (_flatfile), {_lineage_from_flatfile('_flatfile')}
+                SELECT * EXCLUDE ({quote(SOURCE_KEY)}), {_lineage_from_flatfile(quote(SOURCE_KEY))}
                 FROM {reader}, columns={columns}}})
             )
             SELECT *, md5(CAST(to_json(source) AS VARCHAR)) AS _row_hash, 1 AS _origin FROM source
@@ -133,6 +144,31 @@ def merge_flatfiles(connection: Any, storage: Storage, flat_keys: Iterable[str])
         result.partitions_written.append(partition_file(dt))
     result.schema = target
     return result
+
+
+@contextmanager
+def _batch_files(storage: Storage, flat_keys: list[str], parts: int) -> Iterator[list[str]]:
+    """The flatfiles' lines gathered into `parts` local NDJSON files (one per DuckDB thread), each line
+    tagged with its flatfile. DuckDB detects and reads a few large files several times faster than many
+    small ones; one flatfile is in memory at a time."""
+    with tempfile.TemporaryDirectory(prefix="ctr-merge-") as folder:
+        paths = [Path(folder, f"batch-{number}.ndjson") for number in range(parts)]
+        sizes = [0] * parts
+        with ExitStack() as stack:
+            outputs = [stack.enter_context(path.open("wb")) for path in paths]
+            for key in flat_keys:
+                data = storage.read(key)
+                if not data.strip():
+                    continue
+                if not data.endswith(b"\n"):  # a record must never run into the next flatfile's first one
+                    data += b"\n"
+                # Each line is one flattened record: an object that has at least its required fields, so
+                # it starts with `{"` and the tag can become its first field.
+                tag = b'{"' + SOURCE_KEY.encode() + b'":' + orjson.dumps(key) + b","
+                part = sizes.index(min(sizes))
+                outputs[part].write(tag + data[1:].replace(b"\n{", b"\n" + tag))
+                sizes[part] += len(data)
+        yield [path.as_posix() for path, size in zip(paths, sizes) if size]
 
 
 def _select_winners(connection: Any, storage: Storage, per_file: dict[str, dict[str, Type]]) -> None:
