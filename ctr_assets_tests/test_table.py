@@ -130,6 +130,16 @@ def test_a_tie_on_last_update_goes_to_the_later_arrival(connection, storage, ord
     assert column(connection, storage, "agent.username") == {"a": "later"}
 
 
+def test_differing_copies_tied_in_one_object_keep_the_same_winner_whatever_their_order(connection, tmp_path):
+    copies = [ctr("a", Agent={"Username": name}) for name in ("ann", "bob", "cy")]
+    winners = set()
+    for number, order in enumerate([copies, copies[::-1], copies[1:] + copies[:1]]):
+        storage = LocalStorage(root=str(tmp_path / f"order{number}"))
+        merge_flatfiles(connection, storage, [put_flatfile(storage, f"{DAY1}T10:05:00", *order)])
+        winners.add(column(connection, storage, "agent.username")["a"])
+    assert len(winners) == 1
+
+
 def test_a_contact_keeps_one_row_when_its_copies_arrive_on_different_days(connection, storage):
     initiated = f"{DAY1}T23:58:00Z"
     first = put_flatfile(storage, f"{DAY1}T23:59:30", ctr("a", initiated=initiated, updated=f"{DAY1}T23:59:00Z"))

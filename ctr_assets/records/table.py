@@ -118,7 +118,7 @@ def merge_flatfiles(connection: Any, storage: Storage, flat_keys: Iterable[str])
                 SELECT * EXCLUDE ({quote(SOURCE_KEY)}), {_lineage_from_flatfile(quote(SOURCE_KEY))}
                 FROM {reader}, columns={columns}}})
             )
-            SELECT *, md5(CAST(to_json(source) AS VARCHAR)) AS _row_hash, 1 AS _origin FROM source
+            SELECT *, hash(source) AS _row_hash, 1 AS _origin FROM source
             """
         )
     result.records_read = _scalar(connection, "SELECT count(*) FROM incoming")
