@@ -39,6 +39,7 @@ WINNER_ORDER = (
     "lastupdatetimestamp DESC NULLS LAST, _arrived_at DESC NULLS LAST, _source_key DESC NULLS LAST, "
     "_origin ASC, _row_hash DESC"
 )
+RULE_COLUMNS = "contactid, lastupdatetimestamp, _arrived_at, _source_key"
 
 
 @dataclass
@@ -122,8 +123,11 @@ def merge_flatfiles(connection: Any, storage: Storage, flat_keys: Iterable[str])
             """
         )
     result.records_read = _scalar(connection, "SELECT count(*) FROM incoming")
+    # The batch's winning copy of each contact as its row id and the columns the dedup rule reads: whole
+    # records stay in `incoming` and are copied once, into the Parquet file.
     connection.execute(
-        f"CREATE OR REPLACE TEMP TABLE batch AS SELECT *, strftime(initiationtimestamp, '%Y-%m-%d') AS _dt "
+        f"CREATE OR REPLACE TEMP TABLE batch AS SELECT rowid AS _row, {RULE_COLUMNS}, _origin, _row_hash, "
+        f"strftime(initiationtimestamp, '%Y-%m-%d') AS _dt "
         f"FROM incoming QUALIFY row_number() OVER (PARTITION BY contactid ORDER BY {WINNER_ORDER}) = 1"
     )
     result.duplicates_in_batch = result.records_read - _scalar(connection, "SELECT count(*) FROM batch")
@@ -176,7 +180,7 @@ def _select_winners(connection: Any, storage: Storage, per_file: dict[str, dict[
     partition. Leaves `batch` holding only rows that win, `winner` one row per contact, and `evicted` the
     table's copies that lose to a winner in another date."""
     files = [(storage.uri(key), partition_date(key)) for key in per_file]
-    ordering = "contactid, lastupdatetimestamp, _arrived_at, _source_key"
+    ordering = RULE_COLUMNS
     if files:
         connection.execute(
             f"""
@@ -216,25 +220,39 @@ def _merge_partition(connection: Any, storage: Storage, dt: str, target: dict[st
     """Rewrite one date's file: its rows, less those evicted, with the batch's winners of that date."""
     key = partition_file(dt)
     date = sql_text(dt)
-    batch = f"SELECT * EXCLUDE (_dt) FROM batch WHERE _dt = {date}"
-    if storage.exists(key):
-        existing = (
-            f"SELECT *, NULL AS _row_hash, 0 AS _origin FROM {_read_partition(storage, key)} "
-            f"WHERE contactid NOT IN (SELECT contactid FROM evicted WHERE _dt = {date})"
-        )
-        candidates = f"{existing} UNION ALL BY NAME {batch}"
-    else:
-        candidates = batch
+    if not storage.exists(key):  # a new date: every winner of it is a new row
+        rows = f"SELECT * FROM incoming WHERE rowid IN (SELECT _row FROM batch WHERE _dt = {date})"
+        _write_parquet(connection, storage, key, _in_table_order(rows, _columns(connection, "incoming"), target))
+        return
+    existing = f"read_parquet({sql_text(storage.uri(key))}, hive_partitioning=false, file_row_number=true)"
+    # The dedup rule over the file's rows and the batch's winners, ranked on the columns it reads only.
     connection.execute(
-        f"CREATE OR REPLACE TEMP TABLE merged AS SELECT * FROM ({candidates}) "
-        f"QUALIFY row_number() OVER (PARTITION BY contactid ORDER BY {WINNER_ORDER}) = 1"
+        f"""
+        CREATE OR REPLACE TEMP TABLE kept AS
+        SELECT _row, _origin FROM (
+            SELECT file_row_number AS _row, {RULE_COLUMNS}, 0 AS _origin, NULL AS _row_hash FROM {existing}
+            WHERE contactid NOT IN (SELECT contactid FROM evicted WHERE _dt = {date})
+            UNION ALL
+            SELECT _row, {RULE_COLUMNS}, _origin, _row_hash FROM batch WHERE _dt = {date}
+        )
+        QUALIFY row_number() OVER (PARTITION BY contactid ORDER BY {WINNER_ORDER}) = 1
+        """
     )
-    if not _scalar(connection, "SELECT count(*) FROM merged"):  # every row moved to another date
+    if not _scalar(connection, "SELECT count(*) FROM kept"):  # every row moved to another date
         storage.delete(key)
         return
-    columns = _columns(connection, "merged")
+    rows = (
+        f"SELECT * FROM {existing} WHERE file_row_number IN (SELECT _row FROM kept WHERE _origin = 0) "
+        "UNION ALL BY NAME SELECT * FROM incoming WHERE rowid IN (SELECT _row FROM kept WHERE _origin = 1)"
+    )
+    columns = _columns(connection, "incoming") | set(file_schema(connection, storage, key))
+    _write_parquet(connection, storage, key, _in_table_order(rows, columns, target))
+
+
+def _in_table_order(rows: str, columns: set[str], target: dict[str, Type]) -> str:
+    """`rows` with the table's columns in schema order (the ranking helpers left out), by contactid."""
     ordered = ", ".join(quote(name) for name in target if name in columns)
-    _write_parquet(connection, storage, key, f"SELECT {ordered} FROM merged ORDER BY contactid")
+    return f"SELECT {ordered} FROM ({rows}) ORDER BY contactid"
 
 
 def _rewrite_partition(connection: Any, storage: Storage, key: str, schema: dict[str, Type], target: dict[str, Type]) -> None:
