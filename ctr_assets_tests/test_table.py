@@ -81,6 +81,21 @@ def test_each_row_records_which_raw_object_it_came_from_and_when_that_arrived(co
     }
 
 
+def test_each_row_of_a_batch_of_many_flatfiles_keeps_its_own_source(connection, storage):
+    keys = [
+        put_flatfile(storage, f"{DAY1}T{hour:02d}:05:00", *(ctr(f"{hour}-{n}") for n in range(3)), suffix=f"{hour:04d}")
+        for hour in range(10, 15)
+    ]
+    # A flatfile whose last line has no newline must not run into the next one's first record.
+    storage.write(keys[0], storage.read(keys[0]).rstrip(b"\n"))
+    result = merge_flatfiles(connection, storage, keys)
+    assert (result.records_read, result.rows_inserted) == (15, 15)
+    assert column(connection, storage, "_source_key") == {
+        f"{hour}-{n}": f"raw/2026/11/27/{hour}/ctr-stream-1-2026-11-27-{hour}-05-00-{hour:04d}"
+        for hour in range(10, 15) for n in range(3)
+    }
+
+
 def test_empty_objects_reach_parquet(connection, storage):
     key = put_flatfile(storage, f"{DAY1}T10:05:00", ctr("a", ContactDetails={}, Extra={}, Attributes={}))
     merge_flatfiles(connection, storage, [key])
