@@ -180,12 +180,11 @@ def _select_winners(connection: Any, storage: Storage, per_file: dict[str, dict[
     partition. Leaves `batch` holding only rows that win, `winner` one row per contact, and `evicted` the
     table's copies that lose to a winner in another date."""
     files = [(storage.uri(key), partition_date(key)) for key in per_file]
-    ordering = RULE_COLUMNS
     if files:
         connection.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE stored AS
-            SELECT {ordering}, dates.dt AS _dt
+            SELECT {RULE_COLUMNS}, dates.dt AS _dt
             FROM read_parquet({sql_list(uri for uri, _ in files)}, filename = '_file', union_by_name = true,
                               hive_partitioning = false) AS copies
             JOIN (VALUES {", ".join(f"({sql_text(uri)}, {sql_text(dt)})" for uri, dt in files)}) AS dates(uri, dt)
@@ -194,7 +193,7 @@ def _select_winners(connection: Any, storage: Storage, per_file: dict[str, dict[
             """
         )
     else:
-        connection.execute(f"CREATE OR REPLACE TEMP TABLE stored AS SELECT {ordering}, _dt FROM batch LIMIT 0")
+        connection.execute(f"CREATE OR REPLACE TEMP TABLE stored AS SELECT {RULE_COLUMNS}, _dt FROM batch LIMIT 0")
     # A complete tie between stored copies in two dates (only a table broken by hand has one) goes to
     # the later date, so the choice never depends on file order.
     connection.execute(
@@ -202,7 +201,7 @@ def _select_winners(connection: Any, storage: Storage, per_file: dict[str, dict[
         CREATE OR REPLACE TEMP TABLE winner AS
         SELECT contactid, _origin, _dt, contactid IN (SELECT contactid FROM stored) AS _stored
         FROM (
-            SELECT {ordering}, _dt, _origin, _row_hash FROM batch
+            SELECT {RULE_COLUMNS}, _dt, _origin, _row_hash FROM batch
             UNION ALL BY NAME
             SELECT *, 0 AS _origin, NULL AS _row_hash FROM stored
         )
