@@ -2,13 +2,23 @@
 
 import io
 import json
+import os
+import time
 from datetime import datetime
 
 import pytest
 
 from ctr_assets.records.flatten import flatten_object
 from ctr_assets.records.schema import column_paths
-from ctr_assets.records.table import merge_flatfiles, partition_file, sql_text, table_files, table_schema
+from ctr_assets.records.table import (
+    BATCH_FOLDER_PREFIX,
+    merge_flatfiles,
+    partition_file,
+    remove_abandoned_batch_folders,
+    sql_text,
+    table_files,
+    table_schema,
+)
 from ctr_assets.storage import LocalStorage
 
 DAY1, DAY2 = "2026-11-27", "2026-11-28"
@@ -356,3 +366,16 @@ def test_a_contact_doubled_across_dates_is_healed_by_its_next_merge(connection, 
 
     assert result.rows_moved == 1 and (result.rows_inserted, result.rows_updated) == (0, 0)
     assert dates(connection, storage) == {"a": DAY2, "b": DAY2}
+
+
+def test_batch_files_left_by_a_killed_merge_are_removed_once_abandoned(tmp_path):
+    old, recent, other = tmp_path / f"{BATCH_FOLDER_PREFIX}old", tmp_path / f"{BATCH_FOLDER_PREFIX}recent", tmp_path / "other"
+    for folder in (old, recent, other):
+        folder.mkdir()
+        (folder / "batch-0.ndjson").write_bytes(b"{}\n")
+    an_hour_and_more_ago = time.time() - 3700
+    for path in (old / "batch-0.ndjson", old, other / "batch-0.ndjson", other):
+        os.utime(path, (an_hour_and_more_ago, an_hour_and_more_ago))
+
+    assert remove_abandoned_batch_folders(str(tmp_path)) == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == [recent.name, other.name]

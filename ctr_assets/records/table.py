@@ -14,7 +14,9 @@ same flatfiles again completes the move.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +25,7 @@ from typing import Any, Iterable, Iterator
 import orjson
 
 from ctr_assets.records.schema import Type, cast_expression, fits, merge, pin, quote, relation_schema, render
-from ctr_assets.storage import Storage
+from ctr_assets.storage import STAGED_ABANDONED_SECONDS, Storage
 
 TABLE_PREFIX = "parquet/ctr/"
 # Columns the table adds to each CTR: where the winning copy came from and when it arrived.
@@ -31,6 +33,7 @@ LINEAGE_COLUMNS = {"_source_key": "VARCHAR", "_arrived_at": "TIMESTAMP"}
 # The flatfile each batch line came from, put in front of its record's fields: normalized keys are `\w+`,
 # so no record can carry this one.
 SOURCE_KEY = "@flatfile"
+BATCH_FOLDER_PREFIX = "ctr-merge-"  # a merge's batch files, in the local temp folder while it runs
 
 # The dedup rule: latest LastUpdateTimestamp wins; ties go to the later arrival (object, then key). A copy
 # already in the table (`_origin` 0) wins a complete tie, so re-merging the same input rewrites nothing;
@@ -155,7 +158,8 @@ def _batch_files(storage: Storage, flat_keys: list[str], parts: int) -> Iterator
     """The flatfiles' lines gathered into `parts` local NDJSON files (one per DuckDB thread), each line
     tagged with its flatfile. DuckDB detects and reads a few large files several times faster than many
     small ones; one flatfile is in memory at a time."""
-    with tempfile.TemporaryDirectory(prefix="ctr-merge-") as folder:
+    remove_abandoned_batch_folders()
+    with tempfile.TemporaryDirectory(prefix=BATCH_FOLDER_PREFIX) as folder:
         paths = [Path(folder, f"batch-{number}.ndjson") for number in range(parts)]
         sizes = [0] * parts
         with ExitStack() as stack:
@@ -173,6 +177,22 @@ def _batch_files(storage: Storage, flat_keys: list[str], parts: int) -> Iterator
                 outputs[part].write(tag + data[1:].replace(b"\n{", b"\n" + tag))
                 sizes[part] += len(data)
         yield [path.as_posix() for path, size in zip(paths, sizes) if size]
+
+
+def remove_abandoned_batch_folders(temp_folder: str | None = None) -> int:
+    """Delete batch folders left by merges killed before their cleanup (as old as an abandoned staged
+    write: no running merge takes that long); returns how many."""
+    cutoff = time.time() - STAGED_ABANDONED_SECONDS
+    removed = 0
+    for folder in Path(temp_folder or tempfile.gettempdir()).glob(BATCH_FOLDER_PREFIX + "*"):
+        try:
+            newest = max([folder.stat().st_mtime] + [path.stat().st_mtime for path in folder.iterdir()])
+        except OSError:  # removed meanwhile by its own merge
+            continue
+        if newest < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def _select_winners(connection: Any, storage: Storage, per_file: dict[str, dict[str, Type]]) -> None:
