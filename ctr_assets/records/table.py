@@ -157,15 +157,16 @@ def merge_flatfiles(connection: Any, storage: Storage, flat_keys: Iterable[str])
 def _batch_files(storage: Storage, flat_keys: list[str], parts: int) -> Iterator[list[str]]:
     """The flatfiles' lines gathered into `parts` local NDJSON files (one per DuckDB thread), each line
     tagged with its flatfile. DuckDB detects and reads a few large files several times faster than many
-    small ones; one flatfile is in memory at a time."""
+    small ones; one flatfile is in memory at a time. The flatfiles come from `local_paths` (in place on a
+    local folder, downloaded in parallel from S3)."""
     remove_abandoned_batch_folders()
-    with tempfile.TemporaryDirectory(prefix=BATCH_FOLDER_PREFIX) as folder:
+    with storage.local_paths(flat_keys) as sources, tempfile.TemporaryDirectory(prefix=BATCH_FOLDER_PREFIX) as folder:
         paths = [Path(folder, f"batch-{number}.ndjson") for number in range(parts)]
         sizes = [0] * parts
         with ExitStack() as stack:
             outputs = [stack.enter_context(path.open("wb")) for path in paths]
-            for key in flat_keys:
-                data = storage.read(key)
+            for key, source in zip(flat_keys, sources):
+                data = Path(source).read_bytes()
                 if not data.strip():
                     continue
                 if not data.endswith(b"\n"):  # a record must never run into the next flatfile's first one
