@@ -2,13 +2,23 @@
 
 import io
 import json
+import os
+import time
 from datetime import datetime
 
 import pytest
 
 from ctr_assets.records.flatten import flatten_object
 from ctr_assets.records.schema import column_paths
-from ctr_assets.records.table import merge_flatfiles, partition_file, sql_text, table_files, table_schema
+from ctr_assets.records.table import (
+    BATCH_FOLDER_PREFIX,
+    merge_flatfiles,
+    partition_file,
+    remove_abandoned_batch_folders,
+    sql_text,
+    table_files,
+    table_schema,
+)
 from ctr_assets.storage import LocalStorage
 
 DAY1, DAY2 = "2026-11-27", "2026-11-28"
@@ -81,6 +91,21 @@ def test_each_row_records_which_raw_object_it_came_from_and_when_that_arrived(co
     }
 
 
+def test_each_row_of_a_batch_of_many_flatfiles_keeps_its_own_source(connection, storage):
+    keys = [
+        put_flatfile(storage, f"{DAY1}T{hour:02d}:05:00", *(ctr(f"{hour}-{n}") for n in range(3)), suffix=f"{hour:04d}")
+        for hour in range(10, 15)
+    ]
+    # A flatfile whose last line has no newline must not run into the next one's first record.
+    storage.write(keys[0], storage.read(keys[0]).rstrip(b"\n"))
+    result = merge_flatfiles(connection, storage, keys)
+    assert (result.records_read, result.rows_inserted) == (15, 15)
+    assert column(connection, storage, "_source_key") == {
+        f"{hour}-{n}": f"raw/2026/11/27/{hour}/ctr-stream-1-2026-11-27-{hour}-05-00-{hour:04d}"
+        for hour in range(10, 15) for n in range(3)
+    }
+
+
 def test_empty_objects_reach_parquet(connection, storage):
     key = put_flatfile(storage, f"{DAY1}T10:05:00", ctr("a", ContactDetails={}, Extra={}, Attributes={}))
     merge_flatfiles(connection, storage, [key])
@@ -128,6 +153,16 @@ def test_a_tie_on_last_update_goes_to_the_later_arrival(connection, storage, ord
     for batch in batches[order]:
         merge_flatfiles(connection, storage, batch)
     assert column(connection, storage, "agent.username") == {"a": "later"}
+
+
+def test_differing_copies_tied_in_one_object_keep_the_same_winner_whatever_their_order(connection, tmp_path):
+    copies = [ctr("a", Agent={"Username": name}) for name in ("ann", "bob", "cy")]
+    winners = set()
+    for number, order in enumerate([copies, copies[::-1], copies[1:] + copies[:1]]):
+        storage = LocalStorage(root=str(tmp_path / f"order{number}"))
+        merge_flatfiles(connection, storage, [put_flatfile(storage, f"{DAY1}T10:05:00", *order)])
+        winners.add(column(connection, storage, "agent.username")["a"])
+    assert len(winners) == 1
 
 
 def test_a_contact_keeps_one_row_when_its_copies_arrive_on_different_days(connection, storage):
@@ -331,3 +366,16 @@ def test_a_contact_doubled_across_dates_is_healed_by_its_next_merge(connection, 
 
     assert result.rows_moved == 1 and (result.rows_inserted, result.rows_updated) == (0, 0)
     assert dates(connection, storage) == {"a": DAY2, "b": DAY2}
+
+
+def test_batch_files_left_by_a_killed_merge_are_removed_once_abandoned(tmp_path):
+    old, recent, other = tmp_path / f"{BATCH_FOLDER_PREFIX}old", tmp_path / f"{BATCH_FOLDER_PREFIX}recent", tmp_path / "other"
+    for folder in (old, recent, other):
+        folder.mkdir()
+        (folder / "batch-0.ndjson").write_bytes(b"{}\n")
+    an_hour_and_more_ago = time.time() - 3700
+    for path in (old / "batch-0.ndjson", old, other / "batch-0.ndjson", other):
+        os.utime(path, (an_hour_and_more_ago, an_hour_and_more_ago))
+
+    assert remove_abandoned_batch_folders(str(tmp_path)) == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == [recent.name, other.name]

@@ -14,15 +14,26 @@ same flatfiles again completes the move.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import orjson
 
 from ctr_assets.records.schema import Type, cast_expression, fits, merge, pin, quote, relation_schema, render
-from ctr_assets.storage import Storage
+from ctr_assets.storage import STAGED_ABANDONED_SECONDS, Storage
 
 TABLE_PREFIX = "parquet/ctr/"
 # Columns the table adds to each CTR: where the winning copy came from and when it arrived.
 LINEAGE_COLUMNS = {"_source_key": "VARCHAR", "_arrived_at": "TIMESTAMP"}
+# The flatfile each batch line came from, put in front of its record's fields: normalized keys are `\w+`,
+# so no record can carry this one.
+SOURCE_KEY = "@flatfile"
+BATCH_FOLDER_PREFIX = "ctr-merge-"  # a merge's batch files, in the local temp folder while it runs
 
 # The dedup rule: latest LastUpdateTimestamp wins; ties go to the later arrival (object, then key). A copy
 # already in the table (`_origin` 0) wins a complete tie, so re-merging the same input rewrites nothing;
@@ -31,6 +42,7 @@ WINNER_ORDER = (
     "lastupdatetimestamp DESC NULLS LAST, _arrived_at DESC NULLS LAST, _source_key DESC NULLS LAST, "
     "_origin ASC, _row_hash DESC"
 )
+RULE_COLUMNS = "contactid, lastupdatetimestamp, _arrived_at, _source_key"
 
 
 @dataclass
@@ -86,33 +98,39 @@ def merge_flatfiles(connection: Any, storage: Storage, flat_keys: Iterable[str])
     flat_keys = list(flat_keys)
     if not flat_keys:
         return result
-    with storage.local_paths(flat_keys) as paths:
+    threads = int(_scalar(connection, "SELECT current_setting('threads')"))
+    with _batch_files(storage, flat_keys, parts=threads) as paths:
+        current, per_file = table_schema(connection, storage)
+        result.schema = current
+        if not paths:  # the flatfiles hold no records
+            return result
         reader = (
-            f"read_json({sql_list(paths)}, format='newline_delimited', union_by_name=true, "
-            "map_inference_threshold=-1, filename='_flatfile', maximum_object_size=67108864"
+            f"read_json({sql_list(paths)}, format='newline_delimited', records=true, union_by_name=true, "
+            "map_inference_threshold=-1, maximum_object_size=67108864"
         )
         detected = relation_schema(connection.sql(f"SELECT * FROM {reader}, sample_size=-1) LIMIT 0"))
-        detected.pop("_flatfile", None)
-        current, per_file = table_schema(connection, storage)
+        detected.pop(SOURCE_KEY, None)
         if "contactid" not in detected:  # every flattened record has one: these flatfiles hold no records
-            result.schema = current
             return result
         target = merge(merge(current, pin(detected)), LINEAGE_COLUMNS)
-        batch_columns = {name: target[name] for name in pin(detected)}
+        batch_columns = {SOURCE_KEY: "VARCHAR", **{name: target[name] for name in pin(detected)}}
         columns = "{" + ", ".join(f"{sql_text(name)}: {sql_text(render(kind))}" for name, kind in batch_columns.items())
         connection.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE incoming AS
             WITH source AS (
-                SELECT * EXCLUDE (_flatfile), {_lineage_from_flatfile('_flatfile')}
+                SELECT * EXCLUDE ({quote(SOURCE_KEY)}), {_lineage_from_flatfile(quote(SOURCE_KEY))}
                 FROM {reader}, columns={columns}}})
             )
-            SELECT *, md5(CAST(to_json(source) AS VARCHAR)) AS _row_hash, 1 AS _origin FROM source
+            SELECT *, hash(source) AS _row_hash, 1 AS _origin FROM source
             """
         )
     result.records_read = _scalar(connection, "SELECT count(*) FROM incoming")
+    # The batch's winning copy of each contact as its row id and the columns the dedup rule reads: whole
+    # records stay in `incoming` and are copied once, into the Parquet file.
     connection.execute(
-        f"CREATE OR REPLACE TEMP TABLE batch AS SELECT *, strftime(initiationtimestamp, '%Y-%m-%d') AS _dt "
+        f"CREATE OR REPLACE TEMP TABLE batch AS SELECT rowid AS _row, {RULE_COLUMNS}, _origin, _row_hash, "
+        f"strftime(initiationtimestamp, '%Y-%m-%d') AS _dt "
         f"FROM incoming QUALIFY row_number() OVER (PARTITION BY contactid ORDER BY {WINNER_ORDER}) = 1"
     )
     result.duplicates_in_batch = result.records_read - _scalar(connection, "SELECT count(*) FROM batch")
@@ -135,17 +153,59 @@ def merge_flatfiles(connection: Any, storage: Storage, flat_keys: Iterable[str])
     return result
 
 
+@contextmanager
+def _batch_files(storage: Storage, flat_keys: list[str], parts: int) -> Iterator[list[str]]:
+    """The flatfiles' lines gathered into `parts` local NDJSON files (one per DuckDB thread), each line
+    tagged with its flatfile. DuckDB detects and reads a few large files several times faster than many
+    small ones; one flatfile is in memory at a time. The flatfiles come from `local_paths` (in place on a
+    local folder, downloaded in parallel from S3)."""
+    remove_abandoned_batch_folders()
+    with storage.local_paths(flat_keys) as sources, tempfile.TemporaryDirectory(prefix=BATCH_FOLDER_PREFIX) as folder:
+        paths = [Path(folder, f"batch-{number}.ndjson") for number in range(parts)]
+        sizes = [0] * parts
+        with ExitStack() as stack:
+            outputs = [stack.enter_context(path.open("wb")) for path in paths]
+            for key, source in zip(flat_keys, sources):
+                data = Path(source).read_bytes()
+                if not data.strip():
+                    continue
+                if not data.endswith(b"\n"):  # a record must never run into the next flatfile's first one
+                    data += b"\n"
+                # Each line is one flattened record: an object that has at least its required fields, so
+                # it starts with `{"` and the tag can become its first field.
+                tag = b'{"' + SOURCE_KEY.encode() + b'":' + orjson.dumps(key) + b","
+                part = sizes.index(min(sizes))
+                outputs[part].write(tag + data[1:].replace(b"\n{", b"\n" + tag))
+                sizes[part] += len(data)
+        yield [path.as_posix() for path, size in zip(paths, sizes) if size]
+
+
+def remove_abandoned_batch_folders(temp_folder: str | None = None) -> int:
+    """Delete batch folders left by merges killed before their cleanup (as old as an abandoned staged
+    write: no running merge takes that long); returns how many."""
+    cutoff = time.time() - STAGED_ABANDONED_SECONDS
+    removed = 0
+    for folder in Path(temp_folder or tempfile.gettempdir()).glob(BATCH_FOLDER_PREFIX + "*"):
+        try:
+            newest = max([folder.stat().st_mtime] + [path.stat().st_mtime for path in folder.iterdir()])
+        except OSError:  # removed meanwhile by its own merge
+            continue
+        if newest < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
 def _select_winners(connection: Any, storage: Storage, per_file: dict[str, dict[str, Type]]) -> None:
     """Apply the dedup rule to the batch and every copy of its contacts already in the table, in any
     partition. Leaves `batch` holding only rows that win, `winner` one row per contact, and `evicted` the
     table's copies that lose to a winner in another date."""
     files = [(storage.uri(key), partition_date(key)) for key in per_file]
-    ordering = "contactid, lastupdatetimestamp, _arrived_at, _source_key"
     if files:
         connection.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE stored AS
-            SELECT {ordering}, dates.dt AS _dt
+            SELECT {RULE_COLUMNS}, dates.dt AS _dt
             FROM read_parquet({sql_list(uri for uri, _ in files)}, filename = '_file', union_by_name = true,
                               hive_partitioning = false) AS copies
             JOIN (VALUES {", ".join(f"({sql_text(uri)}, {sql_text(dt)})" for uri, dt in files)}) AS dates(uri, dt)
@@ -154,7 +214,7 @@ def _select_winners(connection: Any, storage: Storage, per_file: dict[str, dict[
             """
         )
     else:
-        connection.execute(f"CREATE OR REPLACE TEMP TABLE stored AS SELECT {ordering}, _dt FROM batch LIMIT 0")
+        connection.execute(f"CREATE OR REPLACE TEMP TABLE stored AS SELECT {RULE_COLUMNS}, _dt FROM batch LIMIT 0")
     # A complete tie between stored copies in two dates (only a table broken by hand has one) goes to
     # the later date, so the choice never depends on file order.
     connection.execute(
@@ -162,7 +222,7 @@ def _select_winners(connection: Any, storage: Storage, per_file: dict[str, dict[
         CREATE OR REPLACE TEMP TABLE winner AS
         SELECT contactid, _origin, _dt, contactid IN (SELECT contactid FROM stored) AS _stored
         FROM (
-            SELECT {ordering}, _dt, _origin, _row_hash FROM batch
+            SELECT {RULE_COLUMNS}, _dt, _origin, _row_hash FROM batch
             UNION ALL BY NAME
             SELECT *, 0 AS _origin, NULL AS _row_hash FROM stored
         )
@@ -180,25 +240,39 @@ def _merge_partition(connection: Any, storage: Storage, dt: str, target: dict[st
     """Rewrite one date's file: its rows, less those evicted, with the batch's winners of that date."""
     key = partition_file(dt)
     date = sql_text(dt)
-    batch = f"SELECT * EXCLUDE (_dt) FROM batch WHERE _dt = {date}"
-    if storage.exists(key):
-        existing = (
-            f"SELECT *, NULL AS _row_hash, 0 AS _origin FROM {_read_partition(storage, key)} "
-            f"WHERE contactid NOT IN (SELECT contactid FROM evicted WHERE _dt = {date})"
-        )
-        candidates = f"{existing} UNION ALL BY NAME {batch}"
-    else:
-        candidates = batch
+    if not storage.exists(key):  # a new date: every winner of it is a new row
+        rows = f"SELECT * FROM incoming WHERE rowid IN (SELECT _row FROM batch WHERE _dt = {date})"
+        _write_parquet(connection, storage, key, _in_table_order(rows, _columns(connection, "incoming"), target))
+        return
+    existing = f"read_parquet({sql_text(storage.uri(key))}, hive_partitioning=false, file_row_number=true)"
+    # The dedup rule over the file's rows and the batch's winners, ranked on the columns it reads only.
     connection.execute(
-        f"CREATE OR REPLACE TEMP TABLE merged AS SELECT * FROM ({candidates}) "
-        f"QUALIFY row_number() OVER (PARTITION BY contactid ORDER BY {WINNER_ORDER}) = 1"
+        f"""
+        CREATE OR REPLACE TEMP TABLE kept AS
+        SELECT _row, _origin FROM (
+            SELECT file_row_number AS _row, {RULE_COLUMNS}, 0 AS _origin, NULL AS _row_hash FROM {existing}
+            WHERE contactid NOT IN (SELECT contactid FROM evicted WHERE _dt = {date})
+            UNION ALL
+            SELECT _row, {RULE_COLUMNS}, _origin, _row_hash FROM batch WHERE _dt = {date}
+        )
+        QUALIFY row_number() OVER (PARTITION BY contactid ORDER BY {WINNER_ORDER}) = 1
+        """
     )
-    if not _scalar(connection, "SELECT count(*) FROM merged"):  # every row moved to another date
+    if not _scalar(connection, "SELECT count(*) FROM kept"):  # every row moved to another date
         storage.delete(key)
         return
-    columns = _columns(connection, "merged")
+    rows = (
+        f"SELECT * FROM {existing} WHERE file_row_number IN (SELECT _row FROM kept WHERE _origin = 0) "
+        "UNION ALL BY NAME SELECT * FROM incoming WHERE rowid IN (SELECT _row FROM kept WHERE _origin = 1)"
+    )
+    columns = _columns(connection, "incoming") | set(file_schema(connection, storage, key))
+    _write_parquet(connection, storage, key, _in_table_order(rows, columns, target))
+
+
+def _in_table_order(rows: str, columns: set[str], target: dict[str, Type]) -> str:
+    """`rows` with the table's columns in schema order (the ranking helpers left out), by contactid."""
     ordered = ", ".join(quote(name) for name in target if name in columns)
-    _write_parquet(connection, storage, key, f"SELECT {ordered} FROM merged ORDER BY contactid")
+    return f"SELECT {ordered} FROM ({rows}) ORDER BY contactid"
 
 
 def _rewrite_partition(connection: Any, storage: Storage, key: str, schema: dict[str, Type], target: dict[str, Type]) -> None:
