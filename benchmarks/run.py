@@ -288,9 +288,9 @@ def stage_sensor(workdir: Path, args: argparse.Namespace) -> dict:
     listed, walked = [], []
     original_list, original_walk = type(storage).list, storage_module.os.walk
 
-    def counting_list(self, prefix):
+    def counting_list(self, prefix, start_after=""):
         listed.append(prefix)
-        return original_list(self, prefix)
+        return original_list(self, prefix, start_after)
 
     def counting_walk(top, *rest, **options):  # local storage: the directories actually read
         for entry in original_walk(top, *rest, **options):
