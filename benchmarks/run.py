@@ -168,7 +168,7 @@ def stage_split_normalize_1core(workdir: Path, args: argparse.Namespace) -> dict
     the keys, write one NDJSON line per record. No type checks, quarantine or stats (flatten_1core has them)."""
     import orjson
 
-    from ctr_assets.pipeline import keep_freed_memory
+    from ctr_assets.pipeline import WRITE_BUFFER_BYTES, keep_freed_memory
     from ctr_assets.records.bulk import split_normalized
     from ctr_assets.records.flatten import decompress
     from ctr_assets.records.split import Rejected
@@ -180,7 +180,8 @@ def stage_split_normalize_1core(workdir: Path, args: argparse.Namespace) -> dict
     began = time.perf_counter()
     for path in paths:
         payload, _ = decompress(path.read_bytes())
-        with open(workdir / "flatfiles" / path.relative_to(workdir).as_posix().replace("/", ""), "wb") as out:
+        flatfile = workdir / "flatfiles" / path.relative_to(workdir).as_posix().replace("/", "")
+        with open(flatfile, "wb", buffering=WRITE_BUFFER_BYTES) as out:
             for piece in split_normalized(payload):
                 if not isinstance(piece, Rejected):
                     out.write(piece.text or orjson.dumps(piece.value))
