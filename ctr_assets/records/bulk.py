@@ -106,8 +106,8 @@ def _bulk_extents(payload: bytes) -> tuple[list[tuple[int, int, bytes | None]], 
     """(start, end, normalized text or None) for each record found in bulk, and the offset from which the
     per-record path must take over (None when the bulk records reach the end of the object).
 
-    Every pass over the whole object is a plain comparison or bit operation (SIMD in numpy); everything
-    after the first pass works on the few positions that matter: quotes, brackets, keys."""
+    The passes over the whole object are comparisons and bit operations in numpy; everything else works
+    on the few positions that matter: quotes, brackets, keys."""
     data = np.frombuffer(payload, dtype=np.uint8)
     folded = data | CASE_BIT
     marks = np.flatnonzero((data == QUOTE) | (folded == OPEN_BRACE) | (folded == CLOSE_BRACE))
@@ -141,7 +141,8 @@ def _bulk_extents(payload: bytes) -> tuple[list[tuple[int, int, bytes | None]], 
 
 def _drop_escaped(payload: bytes, marks: np.ndarray, is_quote: np.ndarray) -> None:
     """Unmark the quotes that do not delimit strings: those after an odd run of backslashes."""
-    for index in np.flatnonzero(is_quote & (np.frombuffer(payload, dtype=np.uint8)[marks - 1] == BACKSLASH)).tolist():
+    after_backslash = (marks > 0) & (np.frombuffer(payload, dtype=np.uint8)[marks - 1] == BACKSLASH)
+    for index in np.flatnonzero(is_quote & after_backslash).tolist():
         quote = int(marks[index])
         before = quote - 1
         while before >= 0 and payload[before] == BACKSLASH:
