@@ -46,6 +46,7 @@ Progress = Callable[[int, int, FlattenStats], None]
 # Held for every merge into the table: a merge reads whole partition files and writes them back, so two
 # at once (two CLI runs, a sensor's run and a manual one) could each drop the other's rows.
 TABLE_LOCK = "ctr_table"
+LISTING_BUDGET = 10_000  # raw keys one sensor tick lists at most: ten ListObjectsV2 pages, seconds not minutes
 
 
 class ObjectFailed(RuntimeError):
@@ -55,7 +56,6 @@ class ObjectFailed(RuntimeError):
         self.key = key
         self.reason = describe_error(error)
         super().__init__(f"{key}: {self.reason}")
-LISTING_BUDGET = 10_000  # raw keys one sensor tick lists at most: ten ListObjectsV2 pages, seconds not minutes
 
 
 @dataclass
@@ -236,7 +236,11 @@ def merge_hours(storage: Storage, hours: Iterable[datetime], connection) -> Merg
 def merged_flatfiles(storage: Storage, hour: datetime) -> dict[str, int]:
     """The flatfiles of an arrival hour already in the table, with the size each had when merged."""
     key = merged_key(hour)
-    return orjson.loads(storage.read(key))["flatfiles"] if storage.exists(key) else {}
+    return _ledger(storage, key) if storage.exists(key) else {}
+
+
+def _ledger(storage: Storage, key: str) -> dict[str, int]:
+    return orjson.loads(storage.read(key))["flatfiles"]
 
 
 def merged_flat_keys(storage: Storage, hour: datetime) -> set[str]:
@@ -257,7 +261,7 @@ def pending_raw_keys(storage: Storage, hours: Iterable[datetime] | None = None) 
         flat = (item for hour in hours for item in storage.list(flat_prefix(hour)))
         ledgers = [key for key in map(merged_key, hours) if storage.exists(key)]
     sizes = {item.key: item.size for item in flat}
-    merged = {key: size for ledger in ledgers for key, size in orjson.loads(storage.read(ledger))["flatfiles"].items()}
+    merged = {key: size for ledger in ledgers for key, size in _ledger(storage, ledger).items()}
     pending: dict[datetime, list[str]] = defaultdict(list)
     for key in raw:
         hour = hour_of_raw_key(key)
