@@ -45,7 +45,8 @@ def per_record(payload: bytes) -> list:
         if isinstance(piece, Rejected):
             out.append(("rejected", piece.start, piece.end, piece.reason))
         else:
-            out.append((piece.start, piece.end, *normalize_keys(piece.value)))
+            value, collisions = normalize_keys(piece.value)
+            out.append((piece.start, piece.end, orjson.dumps(value), collisions))
     return out
 
 
@@ -55,8 +56,10 @@ def in_bulk(payload: bytes) -> list:
         if isinstance(piece, Rejected):
             out.append(("rejected", piece.start, piece.end, piece.reason))
         else:
-            assert piece.text is None or piece.text == orjson.dumps(piece.value)
-            out.append((piece.start, piece.end, piece.value, piece.collisions))
+            if piece.text is not None:  # the line written for it: one line, the same record
+                assert b"\n" not in piece.text and b"\r" not in piece.text
+                assert orjson.loads(piece.text) == piece.value
+            out.append((piece.start, piece.end, orjson.dumps(piece.value), piece.collisions))
     return out
 
 
@@ -121,7 +124,7 @@ def test_a_record_nested_too_deep_is_rejected_whole_and_the_next_one_flows():
     found = in_bulk(payload)
     assert found == per_record(payload)
     assert [item[3] for item in found if item[0] == "rejected"] == ["too_deep"]
-    assert [item[2] for item in found if item[0] != "rejected"] == [{"a": 1}, {"b": 2}]
+    assert [item[2] for item in found if item[0] != "rejected"] == [b'{"a":1}', b'{"b":2}']
 
 
 DAMAGE = [b"}", b"{", b'"', b"\\", b"]", b"x", b"\xff", b",", b"\xef\xbb\xbf", b" "]
@@ -137,3 +140,26 @@ def test_every_pair_of_inserted_bytes_comes_out_as_the_per_record_path_gives_it(
                 damaged[first:first] = first_bytes
                 damaged[second:second] = second_bytes
                 assert in_bulk(bytes(damaged)) == per_record(bytes(damaged)), bytes(damaged)
+
+
+EDGE_CASES = [
+    b'{"a":1 2}', b'{"a":tr ue}', b'{"a":- 1}', b'{"a" : 1 , "B" : [ 1 , 2 ] }', b'{"a":-1.5e3,"b":0.1e1,"c":-0}',
+    b'{"a":123456789012345678901}', b'{"a":18446744073709551616}', b'{"a":3.14159265358979323846264}',
+    b'{"a":1e400}', b'{"a":NaN}', b'{"a":"\\ud800"}', b'{"a":"\xff"}', b'{"a":"\x01"}', b'{"\x7f":1}',
+    b'{"a\x01":1}', b'\xef\xbb\xbf{"a":1}', b'{"a":1}\xef\xbb\xbf{"b":2}', b'{"A":1,"a":2}', b'{"a":1,"a":2}',
+    b'{"":1}', b'{"--":1}', b'{"a":[1,2}', b'{"a":{"b":1]}', b'{"a":1}}{"b":2}', b'[1]{"a":1}',
+    b'{"a":1} x {"b":2}', b'{"a":{"B":1},"b":{"B":2}}', b'{"a":[{"K":1},{"K":2}]}', b'{"a":"b","c"}',
+    b'{"x":' + b"[" * 1100 + b"]" * 1100 + b'}{"b":2}', b"{" + b",".join(b'"k%d":%d' % (n, n) for n in range(300)) + b"}",
+]
+
+
+@pytest.mark.parametrize("payload", EDGE_CASES)
+def test_edge_cases_come_out_as_the_per_record_path_gives_them(payload):
+    assert in_bulk(payload) == per_record(payload)
+
+
+def test_non_compact_records_are_written_on_one_line_with_their_own_tokens():
+    payload = b'{ "Contact Id" : "c-1",\n  "Amount": 1.50, "Name": "Zo\\u00eb" }\n{"X": [1, 2]}'
+    found = list(split_normalized(payload))
+    assert [piece.text for piece in found] == [b'{"contactid":"c-1","amount":1.50,"name":"Zo\\u00eb"}', b'{"x":[1,2]}']
+    assert [piece.value for piece in found] == [{"contactid": "c-1", "amount": 1.5, "name": "Zoë"}, {"x": [1, 2]}]

@@ -1,0 +1,242 @@
+/* One pass over a Firehose object: where each top-level record starts and ends, and its text with every
+ * key normalized by the original rule (re.sub(r'\W+', '', key.lower()) on plain ASCII keys) and the
+ * whitespace between tokens removed, so the text is one NDJSON line.
+ *
+ * This is the fast path of ctr_assets.records.bulk, never a second set of rules. The scanner follows the
+ * JSON grammar only as far as telling keys from values and finding where a record ends; the caller parses
+ * every text it returns, and anything the scanner cannot vouch for is left to the exact per-record path:
+ *   - a record whose text is returned as None ("refused"): a key with an escape, a control or non-ASCII
+ *     byte, a key that normalizes to nothing, two keys of one object that normalize to the same name, an
+ *     object with more than MAX_KEYS_CHECKED keys, nesting deeper than max_depth, a scalar token longer
+ *     than MAX_SCALAR_BYTES (integers beyond 64 bits decode differently), or whitespace between two
+ *     scalar bytes (removing it would join two tokens into one);
+ *   - everything from a point on ("handover"): anything but whitespace before a record's `{`, a record
+ *     that never ends, a bracket that closes the wrong kind, a record of max_record_bytes or more.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#define MAX_KEYS_CHECKED 256 /* collision checks compare every pair of an object's keys */
+#define MAX_SCALAR_BYTES 18  /* every integer this long fits in 64 bits */
+#define STACK_LIMIT 1024     /* brackets deeper than this hand the object over */
+
+typedef struct {
+    Py_ssize_t start, length; /* a normalized key in the output text */
+} Key;
+
+typedef struct {
+    const unsigned char *data;
+    Py_ssize_t size;
+    unsigned char *out;       /* a record's text; never longer than the record */
+    Key *keys;                /* keys of the objects open at the moment, innermost last */
+    Py_ssize_t keys_capacity;
+    Py_ssize_t max_depth;
+    Py_ssize_t max_record_bytes;
+} Scanner;
+
+enum { RECORD_OK, RECORD_REFUSED, RECORD_HANDOVER, RECORD_NO_MEMORY };
+
+static inline int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+static inline int is_word(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+/* Index just past the closing quote of the string whose opening quote is at `at`, or -1. */
+static Py_ssize_t string_end(const unsigned char *data, Py_ssize_t size, Py_ssize_t at)
+{
+    Py_ssize_t i = at + 1;
+    while (i < size) {
+        unsigned char c = data[i];
+        if (c == '"')
+            return i + 1;
+        i += c == '\\' ? 2 : 1;
+    }
+    return -1;
+}
+
+/* Scan the record whose `{` is at `start`; on RECORD_OK or RECORD_REFUSED, *end is just past its `}`
+ * and *length the length of its text in scanner->out. */
+static int scan_record(Scanner *scanner, Py_ssize_t start, Py_ssize_t *end, Py_ssize_t *length)
+{
+    const unsigned char *data = scanner->data;
+    Py_ssize_t size = scanner->size < start + scanner->max_record_bytes ? scanner->size : start + scanner->max_record_bytes;
+    unsigned char *out = scanner->out;
+    unsigned char stack[STACK_LIMIT + 1];
+    Py_ssize_t first_key[STACK_LIMIT + 1];
+    Py_ssize_t depth = 0, keys = 0, o = 0, scalar_run = 0;
+    int refused = 0, expect_key = 0, space_before = 0;
+
+    for (Py_ssize_t i = start; i < size;) {
+        unsigned char c = data[i];
+        if (is_space(c)) {
+            space_before = 1;
+            i++;
+            continue;
+        }
+        if (c != '"' && c != '{' && c != '[' && c != '}' && c != ']' && c != ',' && c != ':') {
+            /* A scalar byte (number, literal, or anything else the parser will judge). */
+            if (scalar_run && space_before)
+                refused = 1;
+            if (++scalar_run > MAX_SCALAR_BYTES)
+                refused = 1;
+            out[o++] = c;
+            space_before = 0;
+            i++;
+            continue;
+        }
+        scalar_run = 0;
+        space_before = 0;
+        if (c == '"') {
+            Py_ssize_t after = string_end(data, size, i);
+            if (after < 0)
+                return RECORD_HANDOVER;
+            if (!expect_key) {
+                memcpy(out + o, data + i, after - i);
+                o += after - i;
+                i = after;
+                continue;
+            }
+            Py_ssize_t key_start = o + 1;
+            out[o++] = '"';
+            for (Py_ssize_t k = i + 1; k < after - 1; k++) {
+                unsigned char b = data[k];
+                if (b >= 'A' && b <= 'Z')
+                    out[o++] = b | 0x20;
+                else if (is_word(b))
+                    out[o++] = b;
+                else if (b < 0x20 || b >= 0x80 || b == '\\') {
+                    refused = 1; /* Unicode case rules, escapes or invalid JSON: the exact path decides */
+                    out[o++] = b;
+                }
+            }
+            Py_ssize_t key_length = o - key_start;
+            out[o++] = '"';
+            if (key_length == 0)
+                refused = 1; /* the empty name is replaced by a made-up one */
+            if (keys - first_key[depth] >= MAX_KEYS_CHECKED)
+                refused = 1;
+            if (!refused) {
+                for (Py_ssize_t k = first_key[depth]; k < keys; k++)
+                    if (scanner->keys[k].length == key_length &&
+                        memcmp(out + scanner->keys[k].start, out + key_start, key_length) == 0)
+                        refused = 1; /* a collision: the exact path adds the suffix and counts it */
+                if (keys == scanner->keys_capacity) {
+                    Py_ssize_t capacity = scanner->keys_capacity * 2;
+                    Key *grown = PyMem_Realloc(scanner->keys, capacity * sizeof(Key));
+                    if (grown == NULL)
+                        return RECORD_NO_MEMORY;
+                    scanner->keys = grown;
+                    scanner->keys_capacity = capacity;
+                }
+                scanner->keys[keys].start = key_start;
+                scanner->keys[keys].length = key_length;
+                keys++;
+            }
+            expect_key = 0;
+            i = after;
+            continue;
+        }
+        out[o++] = c;
+        i++;
+        if (c == '{' || c == '[') {
+            if (++depth > STACK_LIMIT)
+                return RECORD_HANDOVER;
+            if (depth > scanner->max_depth)
+                refused = 1;
+            stack[depth] = c;
+            first_key[depth] = keys;
+            expect_key = c == '{';
+        } else if (c == '}' || c == ']') {
+            if (depth == 0 || stack[depth] != (c == '}' ? '{' : '['))
+                return RECORD_HANDOVER;
+            keys = first_key[depth];
+            expect_key = 0;
+            if (--depth == 0) {
+                *end = i;
+                *length = o;
+                return refused ? RECORD_REFUSED : RECORD_OK;
+            }
+        } else {
+            expect_key = c == ',' && stack[depth] == '{';
+        }
+    }
+    return RECORD_HANDOVER; /* the record never ends, or is max_record_bytes or more */
+}
+
+PyDoc_STRVAR(scan_doc,
+"scan(payload, position, budget, max_depth, max_record_bytes) -> (records, next_position, handover)\n\n"
+"Records from `position` on, until at least `budget` bytes are read: a list of (start, end, text), text\n"
+"being the normalized NDJSON line or None when the exact per-record path must decide. `handover` says\n"
+"that the exact path must take over at `next_position`; otherwise scanning continues there (the end\n"
+"of the payload when it is done).");
+
+static PyObject *scan(PyObject *module, PyObject *args)
+{
+    Py_buffer buffer;
+    Py_ssize_t position, budget, max_depth, max_record_bytes;
+    if (!PyArg_ParseTuple(args, "y*nnnn", &buffer, &position, &budget, &max_depth, &max_record_bytes))
+        return NULL;
+    Scanner scanner = {buffer.buf, buffer.len, NULL, NULL, 64, max_depth, max_record_bytes};
+    PyObject *records = PyList_New(0);
+    PyObject *result = NULL;
+    Py_ssize_t capacity = buffer.len - position < max_record_bytes ? buffer.len - position : max_record_bytes;
+    scanner.out = PyMem_Malloc(capacity > 0 ? capacity : 1);
+    scanner.keys = PyMem_Malloc(scanner.keys_capacity * sizeof(Key));
+    if (records == NULL || scanner.out == NULL || scanner.keys == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t stop = position + budget, at = position;
+    int handover = 0;
+    for (;;) {
+        while (at < buffer.len && is_space(scanner.data[at]))
+            at++;
+        if (at >= buffer.len || at >= stop)
+            break;
+        if (scanner.data[at] != '{') {
+            handover = 1;
+            break;
+        }
+        Py_ssize_t end = 0, length = 0;
+        int outcome = scan_record(&scanner, at, &end, &length);
+        if (outcome == RECORD_NO_MEMORY) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        if (outcome == RECORD_HANDOVER) {
+            handover = 1;
+            break;
+        }
+        PyObject *text = outcome == RECORD_OK ? PyBytes_FromStringAndSize((const char *)scanner.out, length)
+                                              : Py_NewRef(Py_None);
+        PyObject *record = text == NULL ? NULL : Py_BuildValue("(nnN)", at, end, text);
+        if (record == NULL || PyList_Append(records, record) < 0) {
+            Py_XDECREF(record);
+            goto done;
+        }
+        Py_DECREF(record);
+        at = end;
+    }
+    result = Py_BuildValue("(OnO)", records, at, handover ? Py_True : Py_False);
+done:
+    Py_XDECREF(records);
+    PyMem_Free(scanner.out);
+    PyMem_Free(scanner.keys);
+    PyBuffer_Release(&buffer);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_VARARGS, scan_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_keyscan",
+    "Find the records of a Firehose object and normalize their keys in one pass (see bulk.py).", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__keyscan(void) { return PyModule_Create(&module); }
