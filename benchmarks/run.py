@@ -184,8 +184,7 @@ def stage_split_normalize_1core(workdir: Path, args: argparse.Namespace) -> dict
         with open(flatfile, "wb", buffering=WRITE_BUFFER_BYTES) as out:
             for piece in split_normalized(payload):
                 if not isinstance(piece, Rejected):
-                    out.write(piece.text or orjson.dumps(piece.value))
-                    out.write(b"\n")
+                    out.write(piece.text or orjson.dumps(piece.value, option=orjson.OPT_APPEND_NEWLINE))
                     records += 1
     return {"seconds": {"split_normalize": time.perf_counter() - began}, "records": records}
 

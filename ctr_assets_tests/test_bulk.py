@@ -57,7 +57,7 @@ def in_bulk(payload: bytes) -> list:
             out.append(("rejected", piece.start, piece.end, piece.reason))
         else:
             if piece.text is not None:  # the line written for it: one line, the same record
-                assert b"\n" not in piece.text and b"\r" not in piece.text
+                assert piece.text.endswith(b"\n") and b"\n" not in piece.text[:-1] and b"\r" not in piece.text
                 assert orjson.loads(piece.text) == piece.value
             out.append((piece.start, piece.end, orjson.dumps(piece.value), piece.collisions))
     return out
@@ -106,7 +106,7 @@ def test_typical_records_are_normalized_in_bulk_and_written_as_parsed():
     expected = {"contactid": "c-1", "agent": {"username": "Ann", "hierarchygroups": {"level1": {"groupname": "Sales"}}},
                 "attributes": {"customertype": "VIP", "note": '{"Intent":"x"}{"Y":1}'}, "recordings": [{"type": "AUDIO"}]}
     assert [piece.value for piece in found] == [expected] * 3
-    assert all(piece.text == orjson.dumps(expected) for piece in found)  # made in bulk, not per record
+    assert all(piece.text == orjson.dumps(expected) + b"\n" for piece in found)  # made in bulk, not per record
 
 
 def test_colliding_keys_take_the_per_record_path_and_are_counted():
@@ -114,7 +114,7 @@ def test_colliding_keys_take_the_per_record_path_and_are_counted():
     found = list(split_normalized(payload))
     assert [(piece.value, piece.collisions, piece.text) for piece in found] == [
         ({"contactid": "a", "contactid_2": "b"}, 1, None),
-        ({"x": 1}, 0, b'{"x":1}'),
+        ({"x": 1}, 0, b'{"x":1}\n'),
     ]
 
 
@@ -161,5 +161,5 @@ def test_edge_cases_come_out_as_the_per_record_path_gives_them(payload):
 def test_non_compact_records_are_written_on_one_line_with_their_own_tokens():
     payload = b'{ "Contact Id" : "c-1",\n  "Amount": 1.50, "Name": "Zo\\u00eb" }\n{"X": [1, 2]}'
     found = list(split_normalized(payload))
-    assert [piece.text for piece in found] == [b'{"contactid":"c-1","amount":1.50,"name":"Zo\\u00eb"}', b'{"x":[1,2]}']
+    assert [piece.text for piece in found] == [b'{"contactid":"c-1","amount":1.50,"name":"Zo\\u00eb"}\n', b'{"x":[1,2]}\n']
     assert [piece.value for piece in found] == [{"contactid": "c-1", "amount": 1.5, "name": "Zoë"}, {"x": [1, 2]}]

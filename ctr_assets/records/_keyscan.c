@@ -1,6 +1,6 @@
 /* One pass over a Firehose object: where each top-level record starts and ends, and its text with every
  * key normalized by the original rule (re.sub(r'\W+', '', key.lower()) on plain ASCII keys) and the
- * whitespace between tokens removed, so the text is one NDJSON line.
+ * whitespace between tokens removed: one NDJSON line, newline included.
  *
  * This is the fast path of ctr_assets.records.bulk, never a second set of rules. The scanner follows the
  * JSON grammar only as far as telling keys from values and finding where a record ends; the caller parses
@@ -15,6 +15,9 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <string.h>
 
 #define MAX_KEYS_CHECKED 256 /* collision checks compare every pair of an object's keys */
@@ -28,7 +31,7 @@ typedef struct {
 typedef struct {
     const unsigned char *data;
     Py_ssize_t size;
-    unsigned char *out;       /* a record's text; never longer than the record */
+    unsigned char *out;       /* a record's text; never longer than the record and a newline */
     Key *keys;                /* keys of the objects open at the moment, innermost last */
     Py_ssize_t keys_capacity;
     Py_ssize_t max_depth;
@@ -39,22 +42,49 @@ enum { RECORD_OK, RECORD_REFUSED, RECORD_HANDOVER, RECORD_NO_MEMORY };
 
 static inline int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
-static inline int is_word(unsigned char c)
+/* What a key byte becomes under the rule: itself lower-cased when it is a word byte, DROP when the rule
+ * deletes it, REFUSE when the exact path must decide (escapes, control bytes, non-ASCII). */
+enum { DROP = 0, REFUSE = 1 };
+static unsigned char key_byte[256];
+
+static void fill_key_bytes(void)
 {
-    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+    for (int b = 0; b < 256; b++) {
+        if ((b >= 'a' && b <= 'z') || (b >= '0' && b <= '9') || b == '_')
+            key_byte[b] = (unsigned char)b;
+        else if (b >= 'A' && b <= 'Z')
+            key_byte[b] = (unsigned char)(b | 0x20);
+        else if (b < 0x20 || b >= 0x80 || b == '\\')
+            key_byte[b] = REFUSE;
+        else
+            key_byte[b] = DROP;
+    }
 }
 
-/* Index just past the closing quote of the string whose opening quote is at `at`, or -1. */
+/* Index just past the closing quote of the string whose opening quote is at `at`, or -1. Strings are
+ * most of a record, so they are searched 16 bytes at a time for a quote or a backslash. */
 static Py_ssize_t string_end(const unsigned char *data, Py_ssize_t size, Py_ssize_t at)
 {
     Py_ssize_t i = at + 1;
-    while (i < size) {
-        unsigned char c = data[i];
-        if (c == '"')
+    for (;;) {
+#ifdef __SSE2__
+        const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
+        while (i + 16 <= size) {
+            __m128i chunk = _mm_loadu_si128((const __m128i *)(data + i));
+            int found = _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(chunk, quote), _mm_cmpeq_epi8(chunk, backslash)));
+            if (found) {
+                i += __builtin_ctz(found);
+                break;
+            }
+            i += 16;
+        }
+#endif
+        if (i >= size)
+            return -1;
+        if (data[i] == '"')
             return i + 1;
-        i += c == '\\' ? 2 : 1;
+        i += data[i] == '\\' ? 2 : 1;
     }
-    return -1;
 }
 
 /* Scan the record whose `{` is at `start`; on RECORD_OK or RECORD_REFUSED, *end is just past its `}`
@@ -102,15 +132,11 @@ static int scan_record(Scanner *scanner, Py_ssize_t start, Py_ssize_t *end, Py_s
             Py_ssize_t key_start = o + 1;
             out[o++] = '"';
             for (Py_ssize_t k = i + 1; k < after - 1; k++) {
-                unsigned char b = data[k];
-                if (b >= 'A' && b <= 'Z')
-                    out[o++] = b | 0x20;
-                else if (is_word(b))
+                unsigned char b = key_byte[data[k]];
+                if (b > REFUSE)
                     out[o++] = b;
-                else if (b < 0x20 || b >= 0x80 || b == '\\') {
+                else if (b == REFUSE)
                     refused = 1; /* Unicode case rules, escapes or invalid JSON: the exact path decides */
-                    out[o++] = b;
-                }
             }
             Py_ssize_t key_length = o - key_start;
             out[o++] = '"';
@@ -155,6 +181,7 @@ static int scan_record(Scanner *scanner, Py_ssize_t start, Py_ssize_t *end, Py_s
             keys = first_key[depth];
             expect_key = 0;
             if (--depth == 0) {
+                out[o++] = '\n';
                 *end = i;
                 *length = o;
                 return refused ? RECORD_REFUSED : RECORD_OK;
@@ -169,7 +196,7 @@ static int scan_record(Scanner *scanner, Py_ssize_t start, Py_ssize_t *end, Py_s
 PyDoc_STRVAR(scan_doc,
 "scan(payload, position, budget, max_depth, max_record_bytes) -> (records, next_position, handover)\n\n"
 "Records from `position` on, until at least `budget` bytes are read: a list of (start, end, text), text\n"
-"being the normalized NDJSON line or None when the exact per-record path must decide. `handover` says\n"
+"being the normalized NDJSON line (newline included) or None when the exact per-record path must decide. `handover` says\n"
 "that the exact path must take over at `next_position`; otherwise scanning continues there (the end\n"
 "of the payload when it is done).");
 
@@ -183,7 +210,7 @@ static PyObject *scan(PyObject *module, PyObject *args)
     PyObject *records = PyList_New(0);
     PyObject *result = NULL;
     Py_ssize_t capacity = buffer.len - position < max_record_bytes ? buffer.len - position : max_record_bytes;
-    scanner.out = PyMem_Malloc(capacity > 0 ? capacity : 1);
+    scanner.out = PyMem_Malloc(capacity + 1); /* the text ends with a newline */
     scanner.keys = PyMem_Malloc(scanner.keys_capacity * sizeof(Key));
     if (records == NULL || scanner.out == NULL || scanner.keys == NULL) {
         PyErr_NoMemory();
@@ -239,4 +266,8 @@ static struct PyModuleDef module = {
     "Find the records of a Firehose object and normalize their keys in one pass (see bulk.py).", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__keyscan(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__keyscan(void)
+{
+    fill_key_bytes();
+    return PyModule_Create(&module);
+}

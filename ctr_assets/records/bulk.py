@@ -32,7 +32,7 @@ WINDOW_BYTES = 1024 * 1024
 @dataclass(frozen=True, slots=True)
 class NormalizedRecord:
     """A record with its keys normalized, its byte range in the object, and, when the bulk path made it,
-    its normalized JSON text on one line (the record's own tokens, so not always what orjson would write)."""
+    its NDJSON line, newline included (the record's own tokens, so not always what orjson would write)."""
 
     start: int
     end: int

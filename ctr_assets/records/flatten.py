@@ -77,8 +77,8 @@ def flatten_object(
             rewritten = True
         stats.collisions += piece.collisions
         stats.records_written += 1
-        flat_out.write(orjson.dumps(record) if rewritten or piece.text is None else piece.text)
-        flat_out.write(b"\n")
+        as_parsed = piece.text is not None and not rewritten
+        flat_out.write(piece.text if as_parsed else orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
     if gzip_error is not None:
         start, detail = gzip_error
         stats.records_in += 1
