@@ -15,6 +15,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -256,8 +257,157 @@ done:
     return result;
 }
 
+/* The shape of one NDJSON line: a 64-bit hash of its keys, its nesting, and the kind of each value, which
+ * is all that JSON schema detection looks at once text-derived guesses (dates, UUIDs) are ignored. Arrays
+ * whose elements share one shape count as that shape, whatever their length. */
+
+enum { FRAME_OBJECT, FRAME_ARRAY };
+
+typedef struct {
+    int kind, uniform;
+    Py_ssize_t count;
+    uint64_t hash, first;
+} Frame;
+
+static inline uint64_t mix(uint64_t hash, uint64_t value)
+{
+    uint64_t z = (hash ^ value) + 0x9e3779b97f4a7c15ULL; /* splitmix64 */
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static uint64_t mix_bytes(uint64_t hash, const unsigned char *bytes, Py_ssize_t length)
+{
+    for (Py_ssize_t i = 0; i < length; i++)
+        hash = (hash ^ bytes[i]) * 0x100000001b3ULL; /* FNV-1a over the bytes, then one full mix */
+    return mix(hash, (uint64_t)length);
+}
+
+/* A value inside the frame on top of `frames` is complete: fold its shape into that frame. */
+static void add_value(Frame *frame, uint64_t value)
+{
+    if (frame->kind == FRAME_ARRAY) {
+        if (frame->count == 0)
+            frame->first = value;
+        else if (value != frame->first)
+            frame->uniform = 0;
+    }
+    frame->hash = mix(frame->hash, value);
+    frame->count++;
+}
+
+static uint64_t line_shape(const unsigned char *data, Py_ssize_t size)
+{
+    Frame frames[STACK_LIMIT + 2];
+    Py_ssize_t depth = 0; /* frames[0] holds the line's top-level values */
+    frames[0] = (Frame){FRAME_ARRAY, 1, 0, 0, 0};
+    int expect_key = 0;
+    for (Py_ssize_t i = 0; i < size;) {
+        unsigned char c = data[i];
+        if (is_space(c) || c == ',' || c == ':') {
+            expect_key = c == ',' && frames[depth].kind == FRAME_OBJECT;
+            i++;
+        } else if (c == '"') {
+            Py_ssize_t after = string_end(data, size, i);
+            if (after < 0)
+                return mix_bytes(0, data, size); /* not JSON: its own shape */
+            if (expect_key)
+                frames[depth].hash = mix(frames[depth].hash, mix_bytes('k', data + i, after - i));
+            else
+                add_value(&frames[depth], 's');
+            expect_key = 0;
+            i = after;
+        } else if (c == '{' || c == '[') {
+            if (depth > STACK_LIMIT)
+                return mix_bytes(0, data, size);
+            frames[++depth] = (Frame){c == '{' ? FRAME_OBJECT : FRAME_ARRAY, 1, 0, c, 0};
+            expect_key = c == '{';
+            i++;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0)
+                return mix_bytes(0, data, size);
+            Frame *frame = &frames[depth--];
+            uint64_t value = frame->kind == FRAME_ARRAY && frame->uniform && frame->count
+                                 ? mix(']', frame->first) : mix(frame->hash, c);
+            add_value(&frames[depth], value);
+            expect_key = 0;
+            i++;
+        } else {
+            Py_ssize_t start = i, fraction = 0;
+            while (i < size && !is_space(data[i]) && data[i] != ',' && data[i] != ']' && data[i] != '}') {
+                fraction |= data[i] == '.' || data[i] == 'e' || data[i] == 'E';
+                i++;
+            }
+            uint64_t kind;
+            if (c == 't' || c == 'f')
+                kind = 'b';
+            else if (c == 'n')
+                kind = 'n';
+            else if (fraction)
+                kind = 'f';
+            else if (i - start <= MAX_SCALAR_BYTES)
+                kind = c == '-' ? 'm' : 'i'; /* DuckDB reads 0 and up as unsigned: both signs make HUGEINT */
+            else
+                kind = mix_bytes('L', data + start, i - start); /* BIGINT, UBIGINT or wider: its own shape */
+            add_value(&frames[depth], kind);
+        }
+    }
+    return depth ? mix_bytes(0, data, size) : frames[0].hash;
+}
+
+PyDoc_STRVAR(first_of_each_shape_doc,
+"first_of_each_shape(lines, seen) -> bytes\n\n"
+"The lines of the NDJSON `lines` whose shape is not in the set `seen` yet, in order, each ending with a\n"
+"newline; their shapes join `seen`. Two lines have one shape when JSON schema detection cannot tell\n"
+"them apart, so detecting over these lines gives what detecting over all of them gives.");
+
+static PyObject *first_of_each_shape(PyObject *module, PyObject *args)
+{
+    Py_buffer buffer;
+    PyObject *seen;
+    if (!PyArg_ParseTuple(args, "y*O!", &buffer, &PySet_Type, &seen))
+        return NULL;
+    const unsigned char *data = buffer.buf;
+    PyObject *result = NULL;
+    unsigned char *out = PyMem_Malloc(buffer.len + 1);
+    Py_ssize_t o = 0, start = 0;
+    if (out == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    while (start < buffer.len) {
+        const unsigned char *newline = memchr(data + start, '\n', buffer.len - start);
+        Py_ssize_t end = newline ? newline - data : buffer.len;
+        Py_ssize_t first = start;
+        while (first < end && is_space(data[first]))
+            first++;
+        if (first < end) {
+            PyObject *shape = PyLong_FromUnsignedLongLong(line_shape(data + start, end - start));
+            int known = shape == NULL ? -1 : PySet_Contains(seen, shape);
+            if (known == 0)
+                known = PySet_Add(seen, shape) < 0 ? -1 : 0;
+            Py_XDECREF(shape);
+            if (known < 0)
+                goto done;
+            if (!known) {
+                memcpy(out + o, data + start, end - start);
+                o += end - start;
+                out[o++] = '\n';
+            }
+        }
+        start = end + 1;
+    }
+    result = PyBytes_FromStringAndSize((const char *)out, o);
+done:
+    PyMem_Free(out);
+    PyBuffer_Release(&buffer);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, scan_doc},
+    {"first_of_each_shape", first_of_each_shape, METH_VARARGS, first_of_each_shape_doc},
     {NULL, NULL, 0, NULL},
 };
 
