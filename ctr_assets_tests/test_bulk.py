@@ -163,3 +163,12 @@ def test_non_compact_records_are_written_on_one_line_with_their_own_tokens():
     found = list(split_normalized(payload))
     assert [piece.text for piece in found] == [b'{"contactid":"c-1","amount":1.50,"name":"Zo\\u00eb"}\n', b'{"x":[1,2]}\n']
     assert [piece.value for piece in found] == [{"contactid": "c-1", "amount": 1.5, "name": "Zoë"}, {"x": [1, 2]}]
+
+
+def test_the_scanner_refuses_a_position_outside_the_payload():
+    from ctr_assets.records._keyscan import scan
+
+    with pytest.raises(ValueError, match="position"):
+        scan(b"{}", 3, 1024, MAX_DEPTH, 1024)
+    with pytest.raises(ValueError, match="position"):
+        scan(b"{}", -1, 1024, MAX_DEPTH, 1024)

@@ -12,6 +12,9 @@
  *     scalar bytes (removing it would join two tokens into one);
  *   - everything from a point on ("handover"): anything but whitespace before a record's `{`, a record
  *     that never ends, a bracket that closes the wrong kind, a record of max_record_bytes or more.
+ *
+ * The same walk, hashing instead of copying, gives the shape of a flatfile line for the table merge
+ * (first_of_each_shape): DuckDB detects the schema from one line per shape instead of from every line.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -197,9 +200,9 @@ static int scan_record(Scanner *scanner, Py_ssize_t start, Py_ssize_t *end, Py_s
 PyDoc_STRVAR(scan_doc,
 "scan(payload, position, budget, max_depth, max_record_bytes) -> (records, next_position, handover)\n\n"
 "Records from `position` on, until at least `budget` bytes are read: a list of (start, end, text), text\n"
-"being the normalized NDJSON line (newline included) or None when the exact per-record path must decide. `handover` says\n"
-"that the exact path must take over at `next_position`; otherwise scanning continues there (the end\n"
-"of the payload when it is done).");
+"being the normalized NDJSON line (newline included), or None when the exact per-record path must\n"
+"decide. `handover` says that the exact path must take over at `next_position`; otherwise scanning\n"
+"continues there (the end of the payload when it is done).");
 
 static PyObject *scan(PyObject *module, PyObject *args)
 {
@@ -207,6 +210,11 @@ static PyObject *scan(PyObject *module, PyObject *args)
     Py_ssize_t position, budget, max_depth, max_record_bytes;
     if (!PyArg_ParseTuple(args, "y*nnnn", &buffer, &position, &budget, &max_depth, &max_record_bytes))
         return NULL;
+    if (position < 0 || position > buffer.len || max_record_bytes < 1) {
+        PyBuffer_Release(&buffer);
+        PyErr_SetString(PyExc_ValueError, "position must lie in the payload and max_record_bytes be positive");
+        return NULL;
+    }
     Scanner scanner = {buffer.buf, buffer.len, NULL, NULL, 64, max_depth, max_record_bytes};
     PyObject *records = PyList_New(0);
     PyObject *result = NULL;
@@ -413,7 +421,8 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_keyscan",
-    "Find the records of a Firehose object and normalize their keys in one pass (see bulk.py).", -1, methods,
+    "Find the records of a Firehose object and normalize their keys in one pass (bulk.py); pick one\n"
+    "flatfile line per shape for schema detection (table.py).", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__keyscan(void)
