@@ -45,7 +45,7 @@ def detected(tmp_path, name: str, data: bytes) -> list:
     return list(pin(found).items())
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.lists(RECORD_SKELETONS, min_size=1, max_size=3), st.data())
 def test_detecting_from_the_first_line_of_each_shape_finds_the_schema_every_line_gives(tmp_path_factory, skeletons, data):
     count = data.draw(st.integers(min_value=1, max_value=12))
@@ -65,6 +65,11 @@ def test_first_lines_of_new_shapes_are_kept_in_order_across_calls():
         b'{"b":[1],"a":1}\n{"a":1.5,"b":[1]}\n{"a":{"c":1},"b":[1]}\n{"a":{"d":1},"b":[1]}\n'  # order, float, keys
     )
     assert len(seen) == 6
+
+
+def test_empty_lists_and_empty_objects_are_different_shapes():
+    data = b'{"a":[],"b":[]}\n{"a":[],"b":{}}\n{"a":{},"b":[]}\n{"a":{},"b":{}}\n'
+    assert first_of_each_shape(data, set()) == data
 
 
 def test_integers_beyond_64_bits_and_mixed_lists_are_shapes_of_their_own():
