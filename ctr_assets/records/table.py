@@ -154,10 +154,11 @@ def merge_flatfiles(connection: Any, storage: Storage, flat_keys: Iterable[str])
 def _batch_files(storage: Storage, flat_keys: list[str], parts: int) -> Iterator[tuple[list[str], list[str]]]:
     """The flatfiles' lines gathered into `parts` local NDJSON files (one per DuckDB thread), each line
     tagged with its flatfile, and beside each the first line of every shape in it (`first_of_each_shape`
-    in _keyscan.c), in order, so each column first appears there where it first appears in the batch file. DuckDB reads a few large files several times faster than many small ones, and detecting
-    the schema from one line per shape gives what detecting it from every line gives, for a fraction of
-    the work. One flatfile is in memory at a time. The flatfiles come from `local_paths` (in place on a
-    local folder, downloaded in parallel from S3)."""
+    in _keyscan.c), in order, so each column first appears there where it first appears in the batch
+    file. DuckDB reads a few large files several times faster than many small ones, and detecting the
+    schema from one line per shape gives what detecting it from every line gives, for a fraction of the
+    work. One flatfile is in memory at a time. The flatfiles come from `local_paths` (in place on a local
+    folder, downloaded in parallel from S3)."""
     remove_abandoned_batch_folders()
     with storage.local_paths(flat_keys) as sources, tempfile.TemporaryDirectory(prefix=BATCH_FOLDER_PREFIX) as folder:
         paths = [Path(folder, f"batch-{number}.ndjson") for number in range(parts)]
