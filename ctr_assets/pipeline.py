@@ -14,6 +14,7 @@ import io
 import json
 import multiprocessing
 import os
+import signal
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -161,9 +162,16 @@ def _flatten_objects(flatten_one: Callable[[str], FlattenStats], keys: list[str]
 
 
 def _start_worker() -> None:
-    """gc.freeze keeps the collector from scanning, and so copying, the objects a forked worker inherits."""
+    """gc.freeze keeps the collector from scanning, and so copying, the objects a forked worker inherits.
+    The pool stops its workers with SIGTERM when an object fails; raised as SystemExit, it unwinds the
+    object in flight like any error, so its staged file is removed instead of left behind."""
     gc.freeze()
     keep_freed_memory()
+    signal.signal(signal.SIGTERM, _exit_on_terminate)
+
+
+def _exit_on_terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 # glibc's mallopt parameters, and the most its mmap threshold may be (DEFAULT_MMAP_THRESHOLD_MAX, 64-bit).

@@ -21,6 +21,7 @@ from pydantic import PrivateAttr
 
 from ctr_assets.layout import flat_key, quarantine_key
 from ctr_assets.pipeline import ObjectFailed, flatten_hours, pending_raw_keys
+from ctr_assets.records.flatten import flatten_object
 from ctr_assets.storage import LocalStorage, StorageError, is_transient_error, retry_transient
 from ctr_assets_tests.drivers import PROCESSES, copy_raw, derived_state, run_all_pending, write_crash_sample
 from ctr_assets_tests.helpers import SAMPLE_START
@@ -159,6 +160,28 @@ def test_a_persistent_error_fails_naming_the_object_leaves_nothing_half_written_
     assert list((tmp_path / "flaky").rglob(".tmp-*")) == []
     run_all_pending(str(tmp_path / "flaky"))
     assert derived_state(healed) == derived_state(LocalStorage(root=str(tmp_path / "healthy")))
+
+
+def test_a_failure_stops_the_objects_in_flight_without_leaving_their_staged_files(tmp_path, monkeypatch):
+    # The first object cannot be read; the second is still being written when that failure stops the
+    # workers (forked after the patch below, so they sleep in it too).
+    storage = LocalStorage(root=str(tmp_path))
+    write_crash_sample(storage)
+    (hour, keys), *_ = pending_raw_keys(storage).items()
+    first, second = keys[:2]
+    flaky = FlakyStorage(root=str(tmp_path), failures=0, broken=first.rsplit("/", 1)[-1], retry_base_seconds=0)
+
+    def slow_for_the_second(data, key, *rest):
+        if key == second:
+            time.sleep(3)
+        return flatten_object(data, key, *rest)
+
+    monkeypatch.setattr("ctr_assets.pipeline.flatten_object", slow_for_the_second)
+    with pytest.raises(ObjectFailed) as failure:
+        flatten_hours(flaky, [hour], workers=2)
+
+    assert failure.value.key == first
+    assert list(tmp_path.rglob(".tmp-*")) == []
 
 
 @pytest.mark.parametrize("key", [
