@@ -77,9 +77,11 @@ def file_schema(connection: Any, storage: Storage, key: str) -> dict[str, Type]:
     return relation_schema(connection.sql(f"SELECT * FROM {_read_partition(storage, key)} LIMIT 0"))
 
 
-def _read_partition(storage: Storage, key: str) -> str:
-    """One partition file as stored: `dt` is in its path, and read as a column it would be written back in."""
-    return f"read_parquet({sql_text(storage.uri(key))}, hive_partitioning=false)"
+def _read_partition(storage: Storage, key: str, row_numbers: bool = False) -> str:
+    """One partition file as stored: `dt` is in its path, and read as a column it would be written back in.
+    `row_numbers` adds each row's `file_row_number`."""
+    numbers = ", file_row_number=true" if row_numbers else ""
+    return f"read_parquet({sql_text(storage.uri(key))}, hive_partitioning=false{numbers})"
 
 
 def table_schema(connection: Any, storage: Storage) -> tuple[dict[str, Type], dict[str, dict[str, Type]]]:
@@ -256,7 +258,7 @@ def _merge_partition(connection: Any, storage: Storage, dt: str, target: dict[st
         rows = f"SELECT * FROM incoming WHERE rowid IN (SELECT _row FROM batch WHERE _dt = {date})"
         _write_parquet(connection, storage, key, _in_table_order(rows, _columns(connection, "incoming"), target))
         return
-    existing = f"read_parquet({sql_text(storage.uri(key))}, hive_partitioning=false, file_row_number=true)"
+    existing = _read_partition(storage, key, row_numbers=True)
     # The dedup rule over the file's rows and the batch's winners, ranked on the columns it reads only.
     connection.execute(
         f"""
