@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def prepare_data(folder: Path, contacts: int, per_hour: int) -> Path:
     """Sample Firehose objects for `contacts` contacts under folder/<size>/raw/, generated once."""
+    from ctr_assets.lake.storage import LocalStorage
     from ctr_assets.sample import write_firehose_objects
-    from ctr_assets.storage import LocalStorage
 
     hours = -(-contacts // per_hour)
     base = folder / f"contacts-{contacts}-per-hour-{per_hour}"
@@ -168,7 +168,7 @@ def stage_split_normalize_1core(workdir: Path, args: argparse.Namespace) -> dict
     the keys, write one NDJSON line per record. No type checks, quarantine or stats (flatten_1core has them)."""
     import orjson
 
-    from ctr_assets.pipeline import WRITE_BUFFER_BYTES, keep_freed_memory
+    from ctr_assets.lake.pipeline import WRITE_BUFFER_BYTES, keep_freed_memory
     from ctr_assets.records.bulk import split_normalized
     from ctr_assets.records.flatten import decompress
     from ctr_assets.records.split import Rejected
@@ -190,8 +190,8 @@ def stage_split_normalize_1core(workdir: Path, args: argparse.Namespace) -> dict
 
 
 def stage_flatten_1core(workdir: Path, args: argparse.Namespace) -> dict:
-    from ctr_assets.pipeline import flatten_hours, pending_raw_keys
-    from ctr_assets.storage import LocalStorage
+    from ctr_assets.lake.pipeline import flatten_hours, pending_raw_keys
+    from ctr_assets.lake.storage import LocalStorage
 
     storage = LocalStorage(root=str(workdir))
     hours = list(pending_raw_keys(storage))
@@ -205,12 +205,23 @@ def stage_pipeline(workdir: Path, args: argparse.Namespace) -> dict:
 
     import duckdb
 
-    from ctr_assets.dashboard import render_dashboard
-    from ctr_assets.pipeline import conservation_problems, flatten_hours, merge_hours, pending_raw_keys
-    from ctr_assets.records.table import table_schema
+    from ctr_assets.lake.pipeline import (
+        conservation_problems,
+        flatten_hours,
+        merge_hours,
+        pending_raw_keys,
+    )
+    from ctr_assets.lake.storage import LocalStorage
+    from ctr_assets.lake.table import table_schema
+    from ctr_assets.metrics.dashboard import render_dashboard
+    from ctr_assets.metrics.warehouse import (
+        AGGREGATES,
+        build_aggregate,
+        metric_parameters,
+        refresh_ctr_view,
+        scratch_connection,
+    )
     from ctr_assets.settings import CtrSettings
-    from ctr_assets.storage import LocalStorage
-    from ctr_assets.warehouse import AGGREGATES, build_aggregate, metric_parameters, refresh_ctr_view, scratch_connection
 
     storage = LocalStorage(root=str(workdir))
     seconds: dict[str, float] = {}
@@ -259,10 +270,10 @@ def stage_sensor(workdir: Path, args: argparse.Namespace) -> dict:
     """Tick `raw_arrivals` on a storage holding many old objects and a few new ones; count listings."""
     import dagster as dg
 
-    import ctr_assets.storage as storage_module
+    import ctr_assets.lake.storage as storage_module
     from ctr_assets.definitions import build_definitions
-    from ctr_assets.layout import floor_hour
-    from ctr_assets.resources import storage_for
+    from ctr_assets.defs.resources import storage_for
+    from ctr_assets.lake.layout import floor_hour
     from ctr_assets.settings import CtrSettings
 
     url = args.sensor_storage or str(Path(args.data) / f"sensor-{args.sensor_objects}")

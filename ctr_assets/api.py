@@ -7,17 +7,21 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
-from ctr_assets.assets import CTR, DASHBOARD_FILE, FLATTENED
 from ctr_assets.definitions import DASHBOARD_JOB, ETL_JOB, build_definitions
-from ctr_assets.layout import partition_of_hour
-from ctr_assets.pipeline import pending_raw_keys
-from ctr_assets.records.table import TABLE_PREFIX, table_files
-from ctr_assets.resources import storage_for
+from ctr_assets.defs.assets import CTR, FLATTENED
+from ctr_assets.defs.dashboards import DASHBOARD_FILE
+from ctr_assets.defs.resources import storage_for
+from ctr_assets.lake.layout import partition_of_hour
+from ctr_assets.lake.pipeline import pending_raw_keys
+from ctr_assets.lake.storage import StorageError
+from ctr_assets.lake.table import TABLE_PREFIX, table_files
+from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
 from ctr_assets.settings import CtrSettings
-from ctr_assets.storage import StorageError
-from ctr_assets.warehouse import refresh_ctr_view, scratch_connection
 
 COUNTED = {
     FLATTENED: ("objects flattened", "records in", "records written", "records quarantined", "key collisions"),

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 
 from dotenv import load_dotenv
 
-from ctr_assets.layout import FLATFILES, QUARANTINE, RAW, floor_hour
+from ctr_assets.lake.layout import FLATFILES, QUARANTINE, RAW, floor_hour
+from ctr_assets.lake.storage import StorageError
 from ctr_assets.settings import DEFAULT_STORAGE_URL, CtrSettings, SettingError
-from ctr_assets.storage import StorageError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def simulate(args: argparse.Namespace) -> int:
     """Write sample Firehose objects under raw/ (the original `sampledata` option)."""
-    from ctr_assets.resources import storage_for
+    from ctr_assets.defs.resources import storage_for
     from ctr_assets.sample import write_firehose_objects
 
     storage = storage_for(CtrSettings.from_env(storage_url=args.storage))
@@ -71,10 +71,10 @@ def run(args: argparse.Namespace) -> int:
 
 def status(args: argparse.Namespace) -> int:
     """Counts of what is where: raw, pending, quarantined, table rows."""
-    from ctr_assets.pipeline import pending_raw_keys
-    from ctr_assets.records.table import table_files
-    from ctr_assets.resources import storage_for
-    from ctr_assets.warehouse import refresh_ctr_view, scratch_connection
+    from ctr_assets.defs.resources import storage_for
+    from ctr_assets.lake.pipeline import pending_raw_keys
+    from ctr_assets.lake.table import table_files
+    from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
 
     storage = storage_for(CtrSettings.from_env(storage_url=args.storage))
     raw = sum(1 for _ in storage.list(RAW))
@@ -92,8 +92,8 @@ def status(args: argparse.Namespace) -> int:
 
 def query(args: argparse.Namespace) -> int:
     """Run SQL against the `ctr` view (and the aggregate tables, once built)."""
-    from ctr_assets.resources import storage_for
-    from ctr_assets.warehouse import refresh_ctr_view, scratch_connection
+    from ctr_assets.defs.resources import storage_for
+    from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
 
     storage = storage_for(CtrSettings.from_env(storage_url=args.storage))
     with closing(scratch_connection()) as connection:
@@ -106,8 +106,8 @@ def query(args: argparse.Namespace) -> int:
 
 def quarantine_list(args: argparse.Namespace) -> int:
     """What is in quarantine: counts by reason and by raw object, then the items themselves."""
-    from ctr_assets.quarantine import quarantined_items
-    from ctr_assets.resources import storage_for
+    from ctr_assets.defs.resources import storage_for
+    from ctr_assets.lake.quarantine import quarantined_items
 
     items = quarantined_items(storage_for(CtrSettings.from_env(storage_url=args.storage)), args.reason)
     sources = Counter(item.source_key for item in items)
@@ -131,9 +131,9 @@ def quarantine_list(args: argparse.Namespace) -> int:
 
 def quarantine_replay(args: argparse.Namespace) -> int:
     """Replay quarantined items through the current record logic; the ones that now pass go to the table."""
-    from ctr_assets.quarantine import replay
-    from ctr_assets.resources import storage_for
-    from ctr_assets.warehouse import scratch_connection
+    from ctr_assets.defs.resources import storage_for
+    from ctr_assets.lake.quarantine import replay
+    from ctr_assets.metrics.warehouse import scratch_connection
 
     settings = CtrSettings.from_env(storage_url=args.storage)
     storage = storage_for(settings)
@@ -151,7 +151,7 @@ def quarantine_replay(args: argparse.Namespace) -> int:
 def retention(args: argparse.Namespace) -> int:
     """Expire flatfiles/ after the retention (the original 24 h lifecycle): an S3 lifecycle rule on a bucket,
     a deletion of the expired ones on a folder (the flatfiles_retention schedule repeats it hourly)."""
-    from ctr_assets.resources import storage_for
+    from ctr_assets.defs.resources import storage_for
 
     settings = CtrSettings.from_env(storage_url=args.storage, flatfiles_retention_hours=args.hours)
     print(storage_for(settings).apply_retention(FLATFILES, settings.flatfiles_retention_hours))
@@ -162,9 +162,9 @@ def kinesis(args: argparse.Namespace) -> int:
     """Land a Kinesis data stream in raw/ as Firehose would: one object per pass, every interval with --follow."""
     import time
 
-    from ctr_assets.aws import AwsClients
-    from ctr_assets.kinesis import land
-    from ctr_assets.resources import storage_for
+    from ctr_assets.aws.clients import AwsClients
+    from ctr_assets.aws.kinesis import land
+    from ctr_assets.defs.resources import storage_for
 
     settings = CtrSettings.from_env(storage_url=args.storage, kinesis_stream_name=args.stream)
     if not settings.kinesis_stream_name:
@@ -181,9 +181,9 @@ def kinesis(args: argparse.Namespace) -> int:
 
 def notifications(args: argparse.Namespace) -> int:
     """Send the bucket's new raw objects to an SQS queue as S3 event notifications (for the raw_events sensor)."""
-    from ctr_assets.aws import AwsClients
-    from ctr_assets.events import configure_notifications
-    from ctr_assets.resources import storage_for
+    from ctr_assets.aws.clients import AwsClients
+    from ctr_assets.aws.events import configure_notifications
+    from ctr_assets.defs.resources import storage_for
 
     settings = CtrSettings.from_env(storage_url=args.storage)
     if not settings.is_s3:

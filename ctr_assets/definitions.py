@@ -5,13 +5,21 @@ import warnings
 
 import dagster as dg
 
-from ctr_assets.assets import CATALOG_ASSET, CTR, DASHBOARD, FLATTENED, RAW, build_assets, ctr_glue_table
-from ctr_assets.automation import build_automation
-from ctr_assets.aws import AwsClients
-from ctr_assets.checks import build_checks
-from ctr_assets.resources import storage_for, warehouse_for
+from ctr_assets.aws.clients import AwsClients
+from ctr_assets.defs.assets import (
+    CATALOG_ASSET,
+    CTR,
+    FLATTENED,
+    RAW,
+    build_assets,
+    ctr_glue_table,
+)
+from ctr_assets.defs.automation import build_automation
+from ctr_assets.defs.checks import build_checks
+from ctr_assets.defs.dashboards import DASHBOARD, build_dashboard_assets
+from ctr_assets.defs.resources import storage_for, warehouse_for
+from ctr_assets.metrics.warehouse import AGGREGATES
 from ctr_assets.settings import CtrSettings
-from ctr_assets.warehouse import AGGREGATES
 
 ETL_JOB = "ctr_etl"
 DASHBOARD_JOB = "ctr_dashboards"
@@ -40,7 +48,7 @@ def build_definitions(settings: CtrSettings | None = None) -> dg.Definitions:
     freshness_job = dg.define_asset_job(FRESHNESS_JOB, selection=dg.AssetSelection.checks_for_assets(RAW))
     sensors, schedules = build_automation(settings, etl_job, dashboard_job, freshness_job)
     return dg.Definitions(
-        assets=build_assets(partitions) + glue,
+        assets=build_assets(partitions) + build_dashboard_assets() + glue,
         asset_checks=build_checks(),
         jobs=[etl_job, dashboard_job, freshness_job],
         sensors=sensors,

@@ -15,8 +15,8 @@ from typing import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dagster as dg
-from pydantic import Field
 from dagster._utils.schedules import is_valid_cron_string
+from pydantic import Field
 
 from ctr_assets.records.phones import MODES, Protect, phone_protector
 

@@ -20,8 +20,8 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.s3.models import s3_backends
 from moto.server import ThreadedMotoServer
 
+from ctr_assets.lake.storage import LocalStorage
 from ctr_assets.settings import CtrSettings
-from ctr_assets.storage import LocalStorage
 from ctr_assets_tests.hand_built import hand_built  # noqa: F401  (a session fixture: the metric tests' data)
 from ctr_assets_tests.helpers import settings_for
 

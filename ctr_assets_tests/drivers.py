@@ -19,12 +19,12 @@ from pathlib import Path
 
 from pydantic import PrivateAttr
 
-from ctr_assets.layout import FLATFILES, MERGED, QUARANTINE
-from ctr_assets.pipeline import flatten_hours, merge_hours, pending_raw_keys
-from ctr_assets.records.table import TABLE_PREFIX, sql_text
+from ctr_assets.lake.layout import FLATFILES, MERGED, QUARANTINE
+from ctr_assets.lake.pipeline import flatten_hours, merge_hours, pending_raw_keys
+from ctr_assets.lake.storage import LocalStorage
+from ctr_assets.lake.table import TABLE_PREFIX, sql_text
+from ctr_assets.metrics.warehouse import scratch_connection
 from ctr_assets.sample import write_firehose_objects
-from ctr_assets.storage import LocalStorage
-from ctr_assets.warehouse import scratch_connection
 from ctr_assets_tests.helpers import SAMPLE_START, ctr_record, firehose_object, raw_key
 
 PROCESSES = multiprocessing.get_context("forkserver")

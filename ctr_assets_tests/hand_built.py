@@ -12,10 +12,15 @@ import dagster as dg
 import pytest
 
 from ctr_assets.api import PipelineSummary, run_pipeline
-from ctr_assets.resources import storage_for
+from ctr_assets.defs.resources import storage_for
+from ctr_assets.lake.storage import LocalStorage
 from ctr_assets.settings import CtrSettings
-from ctr_assets.storage import LocalStorage
-from ctr_assets_tests.helpers import connect_contact, firehose_object, raw_key, settings_for
+from ctr_assets_tests.helpers import (
+    connect_contact,
+    firehose_object,
+    raw_key,
+    settings_for,
+)
 
 HOUR = datetime(2026, 3, 2, 9, tzinfo=timezone.utc)
 SERVICE_LEVEL_SECONDS = 30

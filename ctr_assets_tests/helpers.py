@@ -4,10 +4,10 @@ import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from ctr_assets.records.table import TABLE_PREFIX, sql_text
+from ctr_assets.lake.storage import Storage
+from ctr_assets.lake.table import TABLE_PREFIX, sql_text
 from ctr_assets.sample import write_firehose_objects
 from ctr_assets.settings import CtrSettings
-from ctr_assets.storage import Storage
 
 SAMPLE_START = datetime(2026, 3, 2, 8, tzinfo=timezone.utc)
 

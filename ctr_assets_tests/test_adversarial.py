@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ctr_assets.layout import flat_key
+from ctr_assets.lake.layout import flat_key
+from ctr_assets.lake.table import merge_flatfiles
 from ctr_assets.records.flatten import flatten_object
 from ctr_assets.records.normalize import normalize_keys
 from ctr_assets.records.split import MAX_DEPTH, MAX_RECORD_BYTES
-from ctr_assets.records.table import merge_flatfiles
 from ctr_assets_tests.helpers import SAMPLE_START, raw_key
 from ctr_assets_tests.test_split import JSON_VALUES
 from ctr_assets_tests.test_table import put_flatfile, table
@@ -238,8 +238,8 @@ def test_duplicate_keys_and_boms_everywhere_keep_every_value():
 # ru_maxrss would still hold the forking test process's own size.
 MEASURE = """
 import json, re, sys, time
-from ctr_assets.pipeline import flatten_raw_object
-from ctr_assets.storage import LocalStorage
+from ctr_assets.lake.pipeline import flatten_raw_object
+from ctr_assets.lake.storage import LocalStorage
 
 def kilobytes(field):
     return int(re.search(field + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))

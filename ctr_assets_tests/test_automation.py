@@ -11,9 +11,14 @@ import duckdb
 import pytest
 
 from ctr_assets.definitions import build_definitions
-from ctr_assets.layout import floor_hour, partition_of_hour
-from ctr_assets.pipeline import ArrivalScan, find_new_arrivals, flatten_raw_object, merge_hours
-from ctr_assets.resources import storage_for
+from ctr_assets.defs.resources import storage_for
+from ctr_assets.lake.layout import floor_hour, partition_of_hour
+from ctr_assets.lake.pipeline import (
+    ArrivalScan,
+    find_new_arrivals,
+    flatten_raw_object,
+    merge_hours,
+)
 from ctr_assets_tests.helpers import ctr_record, firehose_object, raw_key, settings_for
 
 OLD_OBJECTS = 100_000

@@ -7,14 +7,21 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
-from ctr_assets.assets import CTR
-from ctr_assets.checks import build_checks
 from ctr_assets.definitions import hourly_partitions
-from ctr_assets.pipeline import flatten_hours, merge_hours
-from ctr_assets.records.table import partition_file, sql_text
-from ctr_assets.resources import storage_for
-from ctr_assets.warehouse import refresh_ctr_view, scratch_connection
-from ctr_assets_tests.helpers import SAMPLE_START, ctr_record, firehose_object, raw_key, settings_for
+from ctr_assets.defs.assets import CTR
+from ctr_assets.defs.checks import build_checks
+from ctr_assets.defs.resources import storage_for
+from ctr_assets.lake.pipeline import flatten_hours, merge_hours
+from ctr_assets.lake.table import partition_file, sql_text
+from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
+from ctr_assets_tests.helpers import (
+    SAMPLE_START,
+    ctr_record,
+    firehose_object,
+    raw_key,
+    settings_for,
+)
+
 
 def contact(contact_id: str, disconnect_minutes: int = 5, hold: int = 0) -> dict:
     record = ctr_record(contact_id, SAMPLE_START, Agent={"Username": "ann", "AgentInteractionDuration": 200,

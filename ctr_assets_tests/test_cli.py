@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from ctr_assets.cli import main
-from ctr_assets.resources import storage_for
+from ctr_assets.defs.resources import storage_for
 from ctr_assets_tests.helpers import write_sample
 
 CLI = [str(Path(sys.executable).parent / "ctr-assets")]

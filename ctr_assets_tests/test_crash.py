@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ctr_assets.layout import WRITTEN_PREFIXES
-from ctr_assets.pipeline import pending_raw_keys
-from ctr_assets.storage import LocalStorage
+from ctr_assets.lake.layout import WRITTEN_PREFIXES
+from ctr_assets.lake.pipeline import pending_raw_keys
+from ctr_assets.lake.storage import LocalStorage
 from ctr_assets_tests.drivers import (
     CountingStorage,
     copy_raw,

@@ -12,11 +12,17 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ctr_assets.assets import DASHBOARD_FILE
-from ctr_assets.dashboard import render_dashboard
+from ctr_assets.defs.dashboards import DASHBOARD_FILE
+from ctr_assets.lake.storage import LocalStorage
+from ctr_assets.metrics.dashboard import render_dashboard
+from ctr_assets.metrics.warehouse import (
+    AGGREGATES,
+    build_aggregate,
+    metric_parameters,
+    refresh_ctr_view,
+    scratch_connection,
+)
 from ctr_assets.settings import CtrSettings
-from ctr_assets.storage import LocalStorage
-from ctr_assets.warehouse import AGGREGATES, build_aggregate, metric_parameters, refresh_ctr_view, scratch_connection
 from ctr_assets_tests.browser import CHROMIUM, Browser
 from ctr_assets_tests.helpers import write_month_of_contacts
 

@@ -7,14 +7,15 @@ from urllib.parse import quote_plus
 
 import dagster as dg
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from ctr_assets.aws import AwsClients
+from ctr_assets.aws.clients import AwsClients
+from ctr_assets.aws.events import created_raw_keys
 from ctr_assets.cli import main
 from ctr_assets.definitions import build_definitions
-from ctr_assets.events import created_raw_keys
-from ctr_assets.layout import floor_hour, partition_of_hour
-from ctr_assets.resources import storage_for
+from ctr_assets.defs.resources import storage_for
+from ctr_assets.lake.layout import floor_hour, partition_of_hour
 from ctr_assets.settings import SettingError
 from ctr_assets_tests.helpers import ctr_record, firehose_object, raw_key, settings_for
 

@@ -6,11 +6,18 @@ import dagster as dg
 import pytest
 
 from ctr_assets.api import run_pipeline
-from ctr_assets.glue import hive_type, register_table
-from ctr_assets.records.table import table_files
-from ctr_assets.resources import storage_for
+from ctr_assets.aws.glue import hive_type, register_table
+from ctr_assets.defs.resources import storage_for
+from ctr_assets.lake.table import table_files
 from ctr_assets.settings import SettingError
-from ctr_assets_tests.helpers import SAMPLE_START, ctr_record, firehose_object, raw_key, settings_for, write_sample
+from ctr_assets_tests.helpers import (
+    SAMPLE_START,
+    ctr_record,
+    firehose_object,
+    raw_key,
+    settings_for,
+    write_sample,
+)
 
 
 def test_duckdb_types_become_hive_ddl():

@@ -9,14 +9,14 @@ import dagster as dg
 import pytest
 
 from ctr_assets.api import run_pipeline
-from ctr_assets.aws import AwsClients
+from ctr_assets.aws.clients import AwsClients
+from ctr_assets.aws.kinesis import land
 from ctr_assets.cli import main
 from ctr_assets.definitions import build_definitions
-from ctr_assets.kinesis import land
-from ctr_assets.layout import kinesis_checkpoint_key
+from ctr_assets.defs.resources import storage_for
+from ctr_assets.lake.layout import kinesis_checkpoint_key
+from ctr_assets.lake.storage import LocalStorage
 from ctr_assets.records.split import split_values
-from ctr_assets.resources import storage_for
-from ctr_assets.storage import LocalStorage
 from ctr_assets_tests.helpers import SAMPLE_START, ctr_record, settings_for
 
 NOW = datetime(2026, 3, 2, 9, 41, 7, tzinfo=timezone.utc)

@@ -8,14 +8,21 @@ import dagster as dg
 import pytest
 
 from ctr_assets.api import run_pipeline
-from ctr_assets.assets import DASHBOARD_FILE
 from ctr_assets.definitions import ETL_JOB, build_definitions
-from ctr_assets.layout import FLATFILES, flat_key, partition_of_hour
-from ctr_assets.pipeline import flatten_hours
-from ctr_assets.records.table import table_files
-from ctr_assets.resources import storage_for
-from ctr_assets.warehouse import refresh_ctr_view, scratch_connection
-from ctr_assets_tests.helpers import SAMPLE_START, ctr_record, firehose_object, raw_key, settings_for, write_sample
+from ctr_assets.defs.dashboards import DASHBOARD_FILE
+from ctr_assets.defs.resources import storage_for
+from ctr_assets.lake.layout import FLATFILES, flat_key, partition_of_hour
+from ctr_assets.lake.pipeline import flatten_hours
+from ctr_assets.lake.table import table_files
+from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
+from ctr_assets_tests.helpers import (
+    SAMPLE_START,
+    ctr_record,
+    firehose_object,
+    raw_key,
+    settings_for,
+    write_sample,
+)
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ import duckdb
 import pytest
 
 from ctr_assets.api import run_pipeline
-from ctr_assets.layout import RAW
+from ctr_assets.defs.resources import storage_for
+from ctr_assets.lake.layout import RAW
+from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
 from ctr_assets.records.flatten import flatten_object
 from ctr_assets.records.phones import hash_address, mask_address, phone_protector
-from ctr_assets.resources import storage_for
 from ctr_assets.settings import CtrSettings, SettingError
-from ctr_assets.warehouse import refresh_ctr_view, scratch_connection
 from ctr_assets_tests.helpers import settings_for, write_sample
 
 SECRET = "fake-hash-key-7f3a9c1e5b2d4680"

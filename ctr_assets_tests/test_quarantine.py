@@ -6,15 +6,15 @@ import dagster as dg
 import pytest
 
 from ctr_assets.api import run_pipeline
-from ctr_assets.assets import DASHBOARD_FILE
-from ctr_assets.layout import QUARANTINE, flat_key, quarantine_key
-from ctr_assets.pipeline import pending_raw_keys
-from ctr_assets.quarantine import quarantined_items, replay
+from ctr_assets.defs.dashboards import DASHBOARD_FILE
+from ctr_assets.lake.layout import QUARANTINE, flat_key, quarantine_key
+from ctr_assets.lake.pipeline import pending_raw_keys
+from ctr_assets.lake.quarantine import quarantined_items, replay
+from ctr_assets.lake.storage import LocalStorage
+from ctr_assets.lake.table import table_files
+from ctr_assets.metrics.warehouse import scratch_connection
 from ctr_assets.records import fields
 from ctr_assets.records.flatten import quarantine_entry
-from ctr_assets.records.table import table_files
-from ctr_assets.storage import LocalStorage
-from ctr_assets.warehouse import scratch_connection
 from ctr_assets_tests.drivers import run_all_pending, table_rows
 from ctr_assets_tests.helpers import SAMPLE_START, ctr_record, firehose_object, raw_key
 from ctr_assets_tests.test_cli import ctr_assets
@@ -74,7 +74,7 @@ def test_a_replay_after_the_fix_moves_what_now_passes_into_the_table_and_keeps_t
 
 def test_replaying_again_or_after_an_interruption_changes_nothing(quarantined, monkeypatch):
     with monkeypatch.context() as interrupted:
-        interrupted.setattr("ctr_assets.quarantine._remove_entries", lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+        interrupted.setattr("ctr_assets.lake.quarantine._remove_entries", lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
         with pytest.raises(KeyboardInterrupt):
             replay_now(quarantined)
     rows = table_rows(quarantined)

@@ -3,10 +3,10 @@
 import pytest
 from dagster_aws.s3 import S3Resource
 
-from ctr_assets.resources import storage_for
-from ctr_assets.s3 import S3Storage
+from ctr_assets.aws.s3 import S3Storage
+from ctr_assets.defs.resources import storage_for
+from ctr_assets.lake.storage import StorageError
 from ctr_assets.settings import SettingError
-from ctr_assets.storage import StorageError
 from ctr_assets_tests.conftest import free_port
 from ctr_assets_tests.helpers import settings_for
 

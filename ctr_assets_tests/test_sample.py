@@ -14,7 +14,12 @@ from itertools import groupby
 
 import pytest
 
-from ctr_assets.sample import CONTACT_MIX, SampleStats, generate_ctrs, write_firehose_objects
+from ctr_assets.sample import (
+    CONTACT_MIX,
+    SampleStats,
+    generate_ctrs,
+    write_firehose_objects,
+)
 
 START = datetime(2026, 11, 27, 10, tzinfo=timezone.utc)
 HOURS, CONTACTS_PER_HOUR = 6, 250

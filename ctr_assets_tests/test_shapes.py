@@ -5,12 +5,12 @@ from contextlib import closing
 
 import duckdb
 import orjson
+from ctr_assets.records._keyscan import first_of_each_shape
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ctr_assets.records._keyscan import first_of_each_shape
+from ctr_assets.lake.table import _json_reader
 from ctr_assets.records.schema import pin, relation_schema
-from ctr_assets.records.table import _json_reader
 
 # Few keys, so shapes repeat; two known CTR fields (a struct and the any-field attributes) among them.
 KEYS = st.sampled_from(["a", "b", "c", "agent", "attributes", "username"])

@@ -19,11 +19,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import PrivateAttr
 
-from ctr_assets.layout import flat_key, quarantine_key
-from ctr_assets.pipeline import ObjectFailed, flatten_hours, pending_raw_keys
+from ctr_assets.lake.layout import flat_key, quarantine_key
+from ctr_assets.lake.pipeline import ObjectFailed, flatten_hours, pending_raw_keys
+from ctr_assets.lake.storage import (
+    LocalStorage,
+    StorageError,
+    is_transient_error,
+    retry_transient,
+)
 from ctr_assets.records.flatten import flatten_object
-from ctr_assets.storage import LocalStorage, StorageError, is_transient_error, retry_transient
-from ctr_assets_tests.drivers import PROCESSES, copy_raw, derived_state, run_all_pending, write_crash_sample
+from ctr_assets_tests.drivers import (
+    PROCESSES,
+    copy_raw,
+    derived_state,
+    run_all_pending,
+    write_crash_sample,
+)
 from ctr_assets_tests.helpers import SAMPLE_START
 
 ENDPOINT = "https://ctr-bucket.s3.us-east-1.amazonaws.com"
@@ -127,7 +138,7 @@ def test_a_transient_error_is_retried_until_it_passes_and_others_are_not_retried
 
 def test_the_pipeline_on_a_flaky_store_ends_like_on_a_healthy_one(tmp_path, monkeypatch):
     # One process, so every injected fault is counted here (worker processes would keep their own counts).
-    monkeypatch.setattr("ctr_assets.pipeline.available_cores", lambda: 1)
+    monkeypatch.setattr("ctr_assets.lake.pipeline.available_cores", lambda: 1)
     write_crash_sample(LocalStorage(root=str(tmp_path / "sample")))
     for name in ("healthy", "flaky"):
         copy_raw(tmp_path / "sample", tmp_path / name)
@@ -176,7 +187,7 @@ def test_a_failure_stops_the_objects_in_flight_without_leaving_their_staged_file
             time.sleep(3)
         return flatten_object(data, key, *rest)
 
-    monkeypatch.setattr("ctr_assets.pipeline.flatten_object", slow_for_the_second)
+    monkeypatch.setattr("ctr_assets.lake.pipeline.flatten_object", slow_for_the_second)
     with pytest.raises(ObjectFailed) as failure:
         flatten_hours(flaky, [hour], workers=2)
 

@@ -7,8 +7,8 @@ from contextlib import closing
 import duckdb
 import pytest
 
-from ctr_assets.resources import storage_for
-from ctr_assets.storage import StorageError
+from ctr_assets.defs.resources import storage_for
+from ctr_assets.lake.storage import StorageError
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_duckdb_reads_json_and_parquet_globs_through_attach(storage, tmp_path):
 
 
 def test_local_retention_deletes_only_expired_objects_below_the_prefix(tmp_path):
-    from ctr_assets.storage import LocalStorage
+    from ctr_assets.lake.storage import LocalStorage
 
     storage = LocalStorage(root=str(tmp_path))
     for key in ["flatfiles/old", "flatfiles/new", "raw/2026/03/02/08/old"]:

@@ -8,9 +8,8 @@ from datetime import datetime
 
 import pytest
 
-from ctr_assets.records.flatten import flatten_object
-from ctr_assets.records.schema import column_paths
-from ctr_assets.records.table import (
+from ctr_assets.lake.storage import LocalStorage
+from ctr_assets.lake.table import (
     BATCH_FOLDER_PREFIX,
     merge_flatfiles,
     partition_file,
@@ -19,7 +18,8 @@ from ctr_assets.records.table import (
     table_files,
     table_schema,
 )
-from ctr_assets.storage import LocalStorage
+from ctr_assets.records.flatten import flatten_object
+from ctr_assets.records.schema import column_paths
 
 DAY1, DAY2 = "2026-11-27", "2026-11-28"
 

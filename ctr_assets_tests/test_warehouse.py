@@ -12,9 +12,15 @@ import dagster as dg
 import duckdb
 import pytest
 
-from ctr_assets.records.table import TABLE_PREFIX
-from ctr_assets.storage import LocalStorage
-from ctr_assets.warehouse import AGGREGATES, build_aggregate, metric_parameters, refresh_ctr_view, scratch_connection
+from ctr_assets.lake.storage import LocalStorage
+from ctr_assets.lake.table import TABLE_PREFIX
+from ctr_assets.metrics.warehouse import (
+    AGGREGATES,
+    build_aggregate,
+    metric_parameters,
+    refresh_ctr_view,
+    scratch_connection,
+)
 
 
 def rows(hand_built, query: str) -> list[dict]:

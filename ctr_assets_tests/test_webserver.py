@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
-from ctr_assets.layout import partition_of_hour
-from ctr_assets.resources import storage_for
+from ctr_assets.defs.resources import storage_for
+from ctr_assets.lake.layout import partition_of_hour
 from ctr_assets_tests.helpers import SAMPLE_START, settings_for, write_sample
 
 LOCATION = "ctr_assets.definitions"

@@ -22,7 +22,14 @@ import orjson
 
 from ctr_assets.records._keyscan import scan
 from ctr_assets.records.normalize import normalize_keys
-from ctr_assets.records.split import MAX_DEPTH, MAX_RECORD_BYTES, Record, Rejected, decode_at, split_values
+from ctr_assets.records.split import (
+    MAX_DEPTH,
+    MAX_RECORD_BYTES,
+    Record,
+    Rejected,
+    decode_at,
+    split_values,
+)
 
 # The scanner returns about this many bytes of records per call, so their texts stay a small multiple of
 # this in memory, not of the object.

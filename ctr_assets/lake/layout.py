@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from ctr_assets.records.table import TABLE_PREFIX
+from ctr_assets.lake.table import TABLE_PREFIX
 
 RAW = "raw/"
 FLATFILES = "flatfiles/"

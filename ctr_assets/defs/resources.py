@@ -7,9 +7,9 @@ from pathlib import Path
 from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
 
-from ctr_assets.s3 import S3Storage
+from ctr_assets.aws.s3 import S3Storage
+from ctr_assets.lake.storage import LocalStorage, Storage
 from ctr_assets.settings import CtrSettings
-from ctr_assets.storage import LocalStorage, Storage
 
 
 def storage_for(settings: CtrSettings) -> Storage:

@@ -16,15 +16,20 @@ from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionError as BotoConnectionError,
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
 )
-from dagster_aws.utils import ResourceWithBoto3Configuration, construct_boto_client_retry_config
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
+from dagster_aws.utils import (
+    ResourceWithBoto3Configuration,
+    construct_boto_client_retry_config,
+)
 from pydantic import PrivateAttr
 
-from ctr_assets.storage import StorageError
+from ctr_assets.lake.storage import StorageError
 
 CREDENTIALS = "AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, or the role)"
 REJECTED_CREDENTIALS = {

@@ -28,8 +28,16 @@ from fsspec import AbstractFileSystem
 from fsspec.spec import AbstractBufferedFile
 from pydantic import PrivateAttr
 
-from ctr_assets.aws import aws_errors
-from ctr_assets.storage import LOCK_POLL_SECONDS, LOCKS_FOLDER, ObjectInfo, Storage, StorageError, check_key, is_transient_error
+from ctr_assets.aws.clients import aws_errors
+from ctr_assets.lake.storage import (
+    LOCK_POLL_SECONDS,
+    LOCKS_FOLDER,
+    ObjectInfo,
+    Storage,
+    StorageError,
+    check_key,
+    is_transient_error,
+)
 
 RETENTION_RULE_ID = "ctr-assets-retention-"
 LOCK_LEASE_SECONDS = 3600  # a lock object older than this was left by a process that died

@@ -24,9 +24,18 @@ from typing import Any, Iterable, Iterator
 
 import orjson
 
+from ctr_assets.lake.storage import STAGED_ABANDONED_SECONDS, Storage
 from ctr_assets.records._keyscan import first_of_each_shape
-from ctr_assets.records.schema import Type, cast_expression, fits, merge, pin, quote, relation_schema, render
-from ctr_assets.storage import STAGED_ABANDONED_SECONDS, Storage
+from ctr_assets.records.schema import (
+    Type,
+    cast_expression,
+    fits,
+    merge,
+    pin,
+    quote,
+    relation_schema,
+    render,
+)
 
 TABLE_PREFIX = "parquet/ctr/"
 # Columns the table adds to each CTR: where the winning copy came from and when it arrived.

@@ -7,11 +7,11 @@ from math import ceil
 
 import dagster as dg
 
-from ctr_assets.assets import CTR, RAW
-from ctr_assets.layout import floor_hour, hours_between, raw_prefix
+from ctr_assets.defs.assets import CTR, RAW
+from ctr_assets.lake.layout import floor_hour, hours_between, raw_prefix
+from ctr_assets.lake.storage import Storage
+from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
 from ctr_assets.settings import CtrSettings
-from ctr_assets.storage import Storage
-from ctr_assets.warehouse import refresh_ctr_view, scratch_connection
 
 # name: (blocking, description, SQL selecting the contactid of every violating row)
 TABLE_RULES = {

@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Iterator
 
 import orjson
 
-from ctr_assets.layout import (
+from ctr_assets.lake.layout import (
     FLATFILES,
     MERGED,
     RAW,
@@ -38,10 +38,10 @@ from ctr_assets.layout import (
     quarantine_prefix,
     raw_prefix,
 )
+from ctr_assets.lake.storage import Storage, describe_error
+from ctr_assets.lake.table import MergeResult, merge_flatfiles
 from ctr_assets.records.flatten import FlattenStats, flatten_object
 from ctr_assets.records.phones import Protect
-from ctr_assets.records.table import MergeResult, merge_flatfiles
-from ctr_assets.storage import Storage, describe_error
 
 Progress = Callable[[int, int, FlattenStats], None]
 # Held for every merge into the table: a merge reads whole partition files and writes them back, so two

@@ -8,12 +8,15 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition as AssetJob
+from dagster._core.definitions.unresolved_asset_job_definition import (
+    UnresolvedAssetJobDefinition as AssetJob,
+)
 
-from ctr_assets import events, kinesis
-from ctr_assets.assets import CTR, RAW
-from ctr_assets.aws import AwsClients
-from ctr_assets.layout import (
+from ctr_assets.aws import events, kinesis
+from ctr_assets.aws.clients import AwsClients
+from ctr_assets.aws.s3 import S3Storage
+from ctr_assets.defs.assets import CTR, RAW
+from ctr_assets.lake.layout import (
     FLATFILES,
     floor_hour,
     hour_label,
@@ -22,10 +25,9 @@ from ctr_assets.layout import (
     hours_between,
     partition_of_hour,
 )
-from ctr_assets.pipeline import ArrivalScan, find_new_arrivals, pending_raw_keys
-from ctr_assets.s3 import S3Storage
+from ctr_assets.lake.pipeline import ArrivalScan, find_new_arrivals, pending_raw_keys
+from ctr_assets.lake.storage import Storage
 from ctr_assets.settings import CtrSettings
-from ctr_assets.storage import Storage
 
 MESSAGES_PER_TICK = 100  # SQS messages one tick receives: ten ReceiveMessage calls, and a cursor of ~50 KB
 

@@ -9,10 +9,10 @@ from typing import Any, Mapping
 
 import duckdb
 
-from ctr_assets.layout import DASHBOARDS
-from ctr_assets.records.table import TABLE_PREFIX, sql_text, table_files
+from ctr_assets.lake.layout import DASHBOARDS
+from ctr_assets.lake.storage import Storage
+from ctr_assets.lake.table import TABLE_PREFIX, sql_text, table_files
 from ctr_assets.settings import CtrSettings
-from ctr_assets.storage import Storage
 
 # The original walkthrough's two visuals, then the Connect metrics (design section 6); each name is an
 # asset, a DuckDB table, dashboards/<name>.parquet and sql/<name>.sql.
@@ -60,7 +60,7 @@ def refresh_ctr_view(connection: Any, storage: Storage) -> bool:
 
 
 def aggregate_sql(name: str) -> str:
-    return resources.files("ctr_assets").joinpath("sql", f"{name}.sql").read_text()
+    return resources.files("ctr_assets.metrics").joinpath("sql", f"{name}.sql").read_text()
 
 
 def metric_parameters(settings: CtrSettings) -> dict[str, object]:

@@ -10,38 +10,36 @@ import dagster as dg
 import orjson
 from dagster_duckdb import DuckDBResource
 
-from ctr_assets import dashboard
-from ctr_assets.aws import AwsClients
-from ctr_assets.glue import register_table
-from ctr_assets.layout import CATALOG, DASHBOARDS, hour_of_partition
-from ctr_assets.pipeline import FlattenReport, ObjectFailed, conservation_problems, flatten_hours, merge_hours
-from ctr_assets.records.schema import column_paths, render
-from ctr_assets.records.table import TABLE_PREFIX, sql_text, table_schema
-from ctr_assets.s3 import S3Storage
-from ctr_assets.settings import CtrSettings
-from ctr_assets.storage import Storage
-from ctr_assets.warehouse import (
-    AGGREGATES,
-    aggregate_sql,
-    build_aggregate,
-    fetch_table,
+from ctr_assets.aws.clients import AwsClients
+from ctr_assets.aws.glue import register_table
+from ctr_assets.aws.s3 import S3Storage
+from ctr_assets.lake.layout import CATALOG, hour_of_partition
+from ctr_assets.lake.pipeline import (
+    FlattenReport,
+    ObjectFailed,
+    conservation_problems,
+    flatten_hours,
+    merge_hours,
+)
+from ctr_assets.lake.storage import Storage
+from ctr_assets.lake.table import TABLE_PREFIX, sql_text, table_schema
+from ctr_assets.metrics.warehouse import (
     markdown_table,
-    metric_parameters,
     refresh_ctr_view,
     scratch_connection,
 )
+from ctr_assets.records.schema import column_paths, render
+from ctr_assets.settings import CtrSettings
 
 RAW = dg.AssetKey("raw")
 GLUE_TABLE = dg.AssetKey("ctr_glue_table")
 FLATTENED = dg.AssetKey("flattened")
 CTR = dg.AssetKey("ctr")
 CATALOG_ASSET = dg.AssetKey("ctr_catalog")
-DASHBOARD = dg.AssetKey("dashboard")
 CONSERVATION = "conservation"
 QUARANTINE_RATE = "quarantine_rate"
 SCHEMA_FILE = f"{CATALOG}schema.json"
 HISTORY_FILE = f"{CATALOG}history.ndjson"
-DASHBOARD_FILE = f"{DASHBOARDS}index.html"
 CATALOG_LOCK = "ctr_catalog"
 
 
@@ -176,21 +174,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
             }
         )
 
-    aggregates = _aggregates_asset()
-
-    @dg.asset(key=DASHBOARD, deps=[dg.AssetKey(name) for name in AGGREGATES], group_name="dashboards", kinds={"html"})
-    def dashboard_page(storage: Storage, warehouse: DuckDBResource, settings: CtrSettings):
-        """One self-contained HTML page (no network needed to view it) under dashboards/index.html."""
-        with warehouse.get_connection() as connection:
-            page = dashboard.render_dashboard(connection, settings).encode()
-        storage.write(DASHBOARD_FILE, page)
-        location = storage.uri(DASHBOARD_FILE)
-        return dg.MaterializeResult(
-            metadata={"url": dg.MetadataValue.url(_browser_url(location)), "path": dg.MetadataValue.path(location),
-                      "bytes": len(page)}
-        )
-
-    return [raw, flattened, ctr, ctr_catalog, aggregates, dashboard_page]
+    return [raw, flattened, ctr, ctr_catalog]
 
 
 @dg.asset(key=GLUE_TABLE, deps=[CATALOG_ASSET], group_name="warehouse", kinds={"glue", "athena"})
@@ -215,44 +199,6 @@ def ctr_glue_table(storage: S3Storage, aws: AwsClients, settings: CtrSettings):
                 ["column", "Hive type"], [(c["Name"], c["Type"]) for c in change.columns], limit=len(change.columns))),
             "location": dg.MetadataValue.path(storage.uri(TABLE_PREFIX)),
         }
-    )
-
-
-def _aggregates_asset() -> dg.AssetsDefinition:
-    """Every dashboard aggregate is its own asset, all computed in one step: one warehouse connection and
-    one refresh of the views serve them all (and Dagster resolves the ctr input over its partitions once)."""
-    specs = [
-        dg.AssetSpec(name, deps=[CTR], group_name="dashboards", kinds={"duckdb", "parquet"},
-                     description=_aggregate_description(name))
-        for name in AGGREGATES
-    ]
-
-    @dg.multi_asset(name="dashboard_aggregates", specs=specs, can_subset=True)
-    def aggregates(context: dg.AssetExecutionContext, storage: Storage, warehouse: DuckDBResource, settings: CtrSettings):
-        names = [name for name in AGGREGATES if dg.AssetKey(name) in context.selected_asset_keys]
-        with warehouse.get_connection() as connection:
-            if not refresh_ctr_view(connection, storage):
-                raise dg.Failure(f"{', '.join(names)}: the ctr table has no data yet; materialize ctr first")
-            for name in names:
-                rows = build_aggregate(connection, storage, name, metric_parameters(settings))
-                columns, data = fetch_table(connection, f"SELECT * FROM {name}")
-                yield dg.MaterializeResult(
-                    asset_key=name,
-                    metadata={
-                        "dagster/row_count": rows,
-                        "dagster/table_name": name,
-                        "preview": dg.MetadataValue.md(markdown_table(columns, data)),
-                        "path": dg.MetadataValue.path(storage.uri(f"{DASHBOARDS}{name}.parquet")),
-                    },
-                )
-
-    return aggregates
-
-
-def _aggregate_description(name: str) -> str:
-    """The comment lines of the aggregate's SQL: the metric definitions, as the asset's description."""
-    return " ".join(
-        line.removeprefix("--").strip() for line in aggregate_sql(name).splitlines() if line.startswith("--")
     )
 
 
@@ -296,7 +242,3 @@ def _table_rows(connection, storage: Storage) -> int:
 
 def _table_schema(schema: dict) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name, render(kind)) for name, kind in schema.items()])
-
-
-def _browser_url(location: str) -> str:
-    return location if "://" in location else f"file://{location}"

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from ctr_assets.aws import aws_errors
-from ctr_assets.layout import kinesis_checkpoint_key, raw_prefix
-from ctr_assets.storage import Storage
+from ctr_assets.aws.clients import aws_errors
+from ctr_assets.lake.layout import kinesis_checkpoint_key, raw_prefix
+from ctr_assets.lake.storage import Storage
 
 MAX_RECORDS = 10_000  # per pass: one object of at most this many records (about 30 MB of CTRs)
 MAX_CALLS_PER_SHARD = 20  # GetRecords calls per shard and pass (Kinesis allows 5 per second per shard)

@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from ctr_assets.aws import aws_errors
+from ctr_assets.aws.clients import aws_errors
 from ctr_assets.records.schema import Type
 
 PARQUET_SERDE = {

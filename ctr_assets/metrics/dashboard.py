@@ -14,8 +14,8 @@ from datetime import date, datetime, timedelta, timezone
 from html import escape
 from typing import Any, Sequence
 
+from ctr_assets.metrics.warehouse import fetch_table
 from ctr_assets.settings import CtrSettings
-from ctr_assets.warehouse import fetch_table
 
 HOURLY_UP_TO_HOURS = 48  # longer periods: rates per day, volume as an hour-of-day profile
 TOP_QUEUES = 8  # in the volume chart and the agent-by-queue grid; the rest are summed as "other queues"

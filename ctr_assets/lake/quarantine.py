@@ -18,12 +18,12 @@ from typing import Any
 
 import orjson
 
-from ctr_assets.layout import QUARANTINE, flat_key, hour_of_raw_key
-from ctr_assets.pipeline import merge_hours
+from ctr_assets.lake.layout import QUARANTINE, flat_key, hour_of_raw_key
+from ctr_assets.lake.pipeline import merge_hours
+from ctr_assets.lake.storage import Storage
+from ctr_assets.lake.table import MergeResult
 from ctr_assets.records.flatten import flatten_object
 from ctr_assets.records.phones import Protect
-from ctr_assets.records.table import MergeResult
-from ctr_assets.storage import Storage
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import json
 from typing import Any
 from urllib.parse import unquote_plus
 
-from ctr_assets.aws import aws_errors
-from ctr_assets.layout import RAW, hour_of_raw_key
+from ctr_assets.aws.clients import aws_errors
+from ctr_assets.lake.layout import RAW, hour_of_raw_key
 
 NOTIFICATION_ID = "ctr-assets-raw"
 RECEIVE_BATCH = 10  # SQS returns at most 10 messages per ReceiveMessage

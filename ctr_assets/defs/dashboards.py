@@ -1,0 +1,81 @@
+"""The dashboard assets: one asset per aggregate (all built in one step) and the HTML page over them."""
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from ctr_assets.defs.assets import CTR
+from ctr_assets.lake.layout import DASHBOARDS
+from ctr_assets.lake.storage import Storage
+from ctr_assets.metrics import dashboard
+from ctr_assets.metrics.warehouse import (
+    AGGREGATES,
+    aggregate_sql,
+    build_aggregate,
+    fetch_table,
+    markdown_table,
+    metric_parameters,
+    refresh_ctr_view,
+)
+from ctr_assets.settings import CtrSettings
+
+DASHBOARD = dg.AssetKey("dashboard")
+DASHBOARD_FILE = f"{DASHBOARDS}index.html"
+
+
+def build_dashboard_assets() -> list:
+    return [_aggregates_asset(), dashboard_page]
+
+
+def _aggregates_asset() -> dg.AssetsDefinition:
+    """Every dashboard aggregate is its own asset, all computed in one step: one warehouse connection and
+    one refresh of the views serve them all (and Dagster resolves the ctr input over its partitions once)."""
+    specs = [
+        dg.AssetSpec(name, deps=[CTR], group_name="dashboards", kinds={"duckdb", "parquet"},
+                     description=_aggregate_description(name))
+        for name in AGGREGATES
+    ]
+
+    @dg.multi_asset(name="dashboard_aggregates", specs=specs, can_subset=True)
+    def aggregates(context: dg.AssetExecutionContext, storage: Storage, warehouse: DuckDBResource, settings: CtrSettings):
+        names = [name for name in AGGREGATES if dg.AssetKey(name) in context.selected_asset_keys]
+        with warehouse.get_connection() as connection:
+            if not refresh_ctr_view(connection, storage):
+                raise dg.Failure(f"{', '.join(names)}: the ctr table has no data yet; materialize ctr first")
+            for name in names:
+                rows = build_aggregate(connection, storage, name, metric_parameters(settings))
+                columns, data = fetch_table(connection, f"SELECT * FROM {name}")
+                yield dg.MaterializeResult(
+                    asset_key=name,
+                    metadata={
+                        "dagster/row_count": rows,
+                        "dagster/table_name": name,
+                        "preview": dg.MetadataValue.md(markdown_table(columns, data)),
+                        "path": dg.MetadataValue.path(storage.uri(f"{DASHBOARDS}{name}.parquet")),
+                    },
+                )
+
+    return aggregates
+
+
+@dg.asset(key=DASHBOARD, deps=[dg.AssetKey(name) for name in AGGREGATES], group_name="dashboards", kinds={"html"})
+def dashboard_page(storage: Storage, warehouse: DuckDBResource, settings: CtrSettings):
+    """One self-contained HTML page (no network needed to view it) under dashboards/index.html."""
+    with warehouse.get_connection() as connection:
+        page = dashboard.render_dashboard(connection, settings).encode()
+    storage.write(DASHBOARD_FILE, page)
+    location = storage.uri(DASHBOARD_FILE)
+    return dg.MaterializeResult(
+        metadata={"url": dg.MetadataValue.url(_browser_url(location)), "path": dg.MetadataValue.path(location),
+                  "bytes": len(page)}
+    )
+
+
+def _aggregate_description(name: str) -> str:
+    """The comment lines of the aggregate's SQL: the metric definitions, as the asset's description."""
+    return " ".join(
+        line.removeprefix("--").strip() for line in aggregate_sql(name).splitlines() if line.startswith("--")
+    )
+
+
+def _browser_url(location: str) -> str:
+    return location if "://" in location else f"file://{location}"
