@@ -1,9 +1,18 @@
-"""Run the pipeline from Python: `run_pipeline("path/or/s3://bucket")` processes everything pending."""
+"""Run the pipeline from Python: `run_pipeline("path/or/s3://bucket")` processes everything pending.
+
+Everything here runs through the Dagster definitions, in one persistent Dagster instance that the CLI
+and `dagster dev` share ($DAGSTER_HOME, else ./.dagster_home), so every run shows in the UI. What a run
+did is read back from its records: each asset's structured `summary` metadata and its check results.
+"""
+
+from __future__ import annotations
 
 import os
-from contextlib import closing
+import socket
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from importlib import resources
+from pathlib import Path
 from typing import Callable
 
 import dagster as dg
@@ -13,35 +22,52 @@ from dagster._core.storage.tags import (
 )
 
 from ctr_assets.definitions import DASHBOARD_JOB, ETL_JOB, build_definitions
-from ctr_assets.defs.assets import CTR, FLATTENED
+from ctr_assets.defs.assets import CTR, FLATTENED, SCHEMA_FILE, SUMMARY
 from ctr_assets.defs.dashboards import DASHBOARD_FILE
-from ctr_assets.defs.resources import storage_for
+from ctr_assets.defs.resources import storage_for, table_for
+from ctr_assets.lake.iceberg import load_table
 from ctr_assets.lake.layout import partition_of_hour
 from ctr_assets.lake.pipeline import pending_raw_keys
+from ctr_assets.lake.quarantine import quarantined_hours
 from ctr_assets.lake.storage import StorageError
-from ctr_assets.lake.table import TABLE_PREFIX, table_files
-from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
 from ctr_assets.settings import CtrSettings
 
-COUNTED = {
-    FLATTENED: ("objects flattened", "records in", "records written", "records quarantined", "key collisions"),
-    CTR: ("rows inserted", "rows updated", "rows moved to another date", "duplicates collapsed in batch"),
-}
+DEFAULT_DAGSTER_HOME = ".dagster_home"
+# Runs started by this package in its own process carry where that process is, so a later call can tell a
+# run that is still going from one whose process was killed.
+PROCESS_TAG, HOST_TAG = "ctr-assets/pid", "ctr-assets/host"
 # Quiet: failures are summarized in one line each (PipelineSummary.failed_runs) instead of Dagster's stack traces.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 PROGRESS_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
+def dagster_home() -> Path:
+    """The instance folder the CLI, the API and `ctr-assets ui` share: $DAGSTER_HOME, else ./.dagster_home."""
+    return Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME).expanduser().resolve()
+
+
+def persistent_instance() -> dg.DagsterInstance:
+    """The shared Dagster instance, created with this package's instance settings (dagster.yaml) if new."""
+    home = dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(resources.files("ctr_assets").joinpath("dagster.yaml").read_text())
+    return dg.DagsterInstance.from_config(str(home))
+
+
 @dataclass
 class PipelineSummary:
-    """What one `run_pipeline` call did."""
+    """What one `run_pipeline` (or `replay_quarantine`) call did, as the runs' records say."""
 
     storage_url: str
     hours_processed: int = 0
-    runs: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
-    table_rows: int = 0
+    runs: list[str] = field(default_factory=list)  # run ids, in the order they ran
+    flattened: dict[str, int] = field(default_factory=dict)  # objects and records: in, written, quarantined
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
+    merged: dict[str, int] = field(default_factory=dict)  # rows inserted, updated, moved; duplicates collapsed
+    replayed: dict[str, int] = field(default_factory=dict)  # quarantine replay: items examined, replayed
+    table_rows: int = 0
     failed_checks: list[str] = field(default_factory=list)
     failed_runs: list[str] = field(default_factory=list)  # "run id: step: why", one per failed step
     dashboard: str | None = None
@@ -54,53 +80,118 @@ class PipelineSummary:
 def run_pipeline(
     storage_url: str | None = None,
     *,
+    settings: CtrSettings | None = None,
     instance: dg.DagsterInstance | None = None,
     verbose: bool = False,
     say: Callable[[str], None] = lambda line: None,
 ) -> PipelineSummary:
-    """Flatten and merge every arrival hour with raw objects not yet flattened, then refresh the catalog,
+    """Flatten and merge every arrival hour with raw objects not yet in the table, then refresh the catalog,
     aggregates and dashboard, all through Dagster in this process. Safe to repeat: a second call finds
     nothing pending and changes nothing. A storage problem inside a run is raised as the StorageError it
-    was, so callers see the same one line whether it happened before a run or in one."""
-    settings = CtrSettings.from_env(storage_url=storage_url)
-    definitions = build_definitions(settings)
-    storage = storage_for(settings)
-    summary = PipelineSummary(storage_url=storage.url)
-    instance = instance or (dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral())
-    logs = PROGRESS_LOGS if verbose else QUIET_LOGS
-
-    pending = pending_raw_keys(storage)
+    was, so callers see the same one line whether it happened before a run or in one. `settings` replaces
+    the CTR_* variables (and `storage_url`) when given."""
+    settings = settings or CtrSettings.from_env(storage_url=storage_url)
+    runner = _Runner(settings, instance or persistent_instance(), verbose, say)
+    pending = pending_raw_keys(runner.storage, runner.table)
     ranges = contiguous_ranges(list(pending))
     say(f"{sum(map(len, pending.values()))} raw objects pending in {len(pending)} arrival hours "
         f"({len(ranges)} run{'s' if len(ranges) != 1 else ''})")
-    etl_job = definitions.resolve_job_def(ETL_JOB)
-    for number, (first, last) in enumerate(ranges, start=1):
-        say(f"[{number}/{len(ranges)}] hours {partition_of_hour(first)} .. {partition_of_hour(last)}")
-        tags = {ASSET_PARTITION_RANGE_START_TAG: partition_of_hour(first), ASSET_PARTITION_RANGE_END_TAG: partition_of_hour(last)}
-        result = etl_job.execute_in_process(instance=instance, tags=tags, run_config=logs, raise_on_error=False)
-        _collect(summary, result)
-        summary.hours_processed += int((last - first) / timedelta(hours=1)) + 1
-        say(_progress_line(summary))
-
-    if table_files(storage) and (summary.runs or _dashboard_older_than_table(storage)):
-        say("refreshing catalog, aggregates and dashboard")
-        result = definitions.resolve_job_def(DASHBOARD_JOB).execute_in_process(
-            instance=instance, run_config=logs, raise_on_error=False)
-        _collect(summary, result)
-    if table_files(storage):
-        with closing(scratch_connection()) as connection:
-            refresh_ctr_view(connection, storage)
-            summary.table_rows = connection.sql("SELECT count(*) FROM ctr").fetchall()[0][0]
-    if storage.exists(DASHBOARD_FILE):
-        summary.dashboard = storage.uri(DASHBOARD_FILE)
-    return summary
+    runner.run_etl(ranges, {})
+    return runner.finish()
 
 
-def _dashboard_older_than_table(storage) -> bool:
-    """The table changed since the dashboard was built (or there is none), e.g. by a quarantine replay."""
-    built = [item.last_modified for item in storage.list(DASHBOARD_FILE)]
-    changed = [item.last_modified for item in storage.list(TABLE_PREFIX) if item.key.endswith(".parquet")]
-    return not built or any(moment > built[0] for moment in changed)
+def replay_quarantine(
+    storage_url: str | None = None,
+    reason: str | None = None,
+    *,
+    settings: CtrSettings | None = None,
+    instance: dg.DagsterInstance | None = None,
+    verbose: bool = False,
+    say: Callable[[str], None] = lambda line: None,
+) -> PipelineSummary:
+    """Rerun quarantined items (those of `reason`, when given) through the current record rules, as ETL runs
+    over the hours holding them: what now passes reaches the table and the dashboards."""
+    settings = settings or CtrSettings.from_env(storage_url=storage_url)
+    runner = _Runner(settings, instance or persistent_instance(), verbose, say)
+    ranges = contiguous_ranges(quarantined_hours(runner.storage, reason))
+    config = {"ops": {FLATTENED.path[-1]: {"config": {"replay_quarantine": True, "replay_reason": reason or ""}}}}
+    runner.run_etl(ranges, config)
+    return runner.finish()
+
+
+class _Runner:
+    """Runs the definitions' jobs in one instance and gathers what their records say."""
+
+    def __init__(self, settings: CtrSettings, instance: dg.DagsterInstance, verbose: bool, say: Callable[[str], None]):
+        self.definitions = build_definitions(settings)
+        self.storage = storage_for(settings)
+        self.table = table_for(settings, self.storage)
+        self.instance = instance
+        self.logs = PROGRESS_LOGS if verbose else QUIET_LOGS
+        self.say = say
+        self.summary = PipelineSummary(storage_url=self.storage.url)
+        release_runs_of_dead_processes(instance)
+
+    def run_etl(self, ranges: list[tuple[datetime, datetime]], config: dict) -> None:
+        job = self.definitions.resolve_job_def(ETL_JOB)
+        for number, (first, last) in enumerate(ranges, start=1):
+            self.say(f"[{number}/{len(ranges)}] hours {partition_of_hour(first)} .. {partition_of_hour(last)}")
+            tags = {ASSET_PARTITION_RANGE_START_TAG: partition_of_hour(first),
+                    ASSET_PARTITION_RANGE_END_TAG: partition_of_hour(last)}
+            self._execute(job, tags, {**self.logs, **config})
+            self.summary.hours_processed += int((last - first) / timedelta(hours=1)) + 1
+            self.say(_progress_line(self.summary))
+
+    def finish(self) -> PipelineSummary:
+        """Refresh the dashboards when the table changed since they were built, and count the table."""
+        table = load_table(self.table)
+        snapshot = table.current_snapshot() if table is not None else None
+        if snapshot is not None and _older_than(self.storage, [DASHBOARD_FILE, SCHEMA_FILE], snapshot.timestamp_ms):
+            self.say("refreshing catalog, aggregates and dashboard")
+            self._execute(self.definitions.resolve_job_def(DASHBOARD_JOB), {}, self.logs)
+        self.summary.table_rows = int(snapshot.summary["total-records"]) if snapshot and snapshot.summary else 0
+        if self.storage.exists(DASHBOARD_FILE):
+            self.summary.dashboard = self.storage.uri(DASHBOARD_FILE)
+        return self.summary
+
+    def _execute(self, job, tags: dict[str, str], run_config: dict) -> None:
+        tags = {**tags, PROCESS_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+        result = job.execute_in_process(instance=self.instance, tags=tags, run_config=run_config, raise_on_error=False)
+        _collect(self.summary, result)
+
+
+def release_runs_of_dead_processes(instance: dg.DagsterInstance) -> list[str]:
+    """Mark failed the runs this package started on this machine whose process is gone (killed, or the
+    machine restarted), freeing the concurrency slots they held: else the next run would wait for the
+    ctr_table pool forever. Returns their ids."""
+    released = []
+    filters = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
+                            tags={HOST_TAG: socket.gethostname()})
+    for run in instance.get_runs(filters):
+        if _process_alive(int(run.tags.get(PROCESS_TAG, "0"))):
+            continue
+        instance.report_run_failed(run, f"the process running it ({run.tags.get(PROCESS_TAG)}) is gone")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        released.append(run.run_id)
+    return released
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return pid > 0
+
+
+def _older_than(storage, keys: list[str], moment_ms: int) -> bool:
+    """Some of `keys` were written before the table last changed (or are missing): the dashboards job's
+    outputs are stale, e.g. after a quarantine replay or a failed refresh."""
+    changed = datetime.fromtimestamp(moment_ms / 1000, timezone.utc)
+    return any(not built or built[0] < changed for built in ([item.last_modified for item in storage.list(key)]
+                                                              for key in keys))
 
 
 def contiguous_ranges(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
@@ -115,27 +206,37 @@ def contiguous_ranges(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
 
 
 def _collect(summary: PipelineSummary, result: dg.ExecuteInProcessResult) -> None:
-    summary.runs += 1
+    """Add one run's records to the summary: its assets' `summary` metadata, its failed steps and checks."""
+    summary.runs.append(result.run_id)
     failures = [event for event in result.all_events if event.is_step_failure]
     _raise_setting_errors(failures)
     summary.failed_runs += [f"{result.run_id}: {event.step_key}: {_failure_reason(event)}" for event in failures]
     if not result.success and not failures:
         summary.failed_runs.append(result.run_id)
-    # A single-run range reports one materialization per partition, all with the run's metadata.
-    per_asset = {event.asset_key: event.step_materialization_data.materialization
-                 for event in result.get_asset_materialization_events()}
-    for asset_key, materialization in per_asset.items():
-        for name in COUNTED.get(asset_key, ()):
-            value = materialization.metadata.get(name)
-            if value is not None:
-                summary.counts[name] = summary.counts.get(name, 0) + int(value.value)
-    flattened = per_asset.get(FLATTENED)
-    reasons = flattened.metadata.get("quarantine by reason") if flattened else None
-    for reason, count in (reasons.value if reasons else {}).items():
-        summary.quarantined_by_reason[reason] = summary.quarantined_by_reason.get(reason, 0) + count
+    # A single-run range reports one materialization per partition, all with the run's metadata: one each.
+    reported = {event.asset_key: event.step_materialization_data.materialization.metadata.get(SUMMARY)
+                for event in result.get_asset_materialization_events()}
+    for asset_key, entry in reported.items():
+        counts = dict(entry.value) if entry is not None else {}
+        if asset_key == FLATTENED:
+            reasons = counts.pop("quarantined_by_reason", {})
+            still_failing = counts.pop("still_failing", {})
+            counts.pop("flatfiles_written", None)
+            target = summary.replayed if "replayed" in counts else summary.flattened
+            _add(target, counts)
+            _add(summary.quarantined_by_reason, reasons or still_failing)
+        elif asset_key == CTR:
+            _add(summary.merged, {name: value for name, value in counts.items() if isinstance(value, int)
+                                  and name in ("records_read", "duplicates_in_batch", "rows_inserted",
+                                               "rows_updated", "rows_moved")})
     for evaluation in result.get_asset_check_evaluations():
         if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
             summary.failed_checks.append(f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}")
+
+
+def _add(totals: dict[str, int], counts: dict[str, int]) -> None:
+    for name, value in counts.items():
+        totals[name] = totals.get(name, 0) + value
 
 
 def _failure_reason(event: dg.DagsterEvent) -> str:
@@ -162,7 +263,7 @@ def _raise_setting_errors(failures: list[dg.DagsterEvent]) -> None:
 
 
 def _progress_line(summary: PipelineSummary) -> str:
-    counts = summary.counts
-    return (f"    {counts.get('objects flattened', 0)} objects, {counts.get('records written', 0)} records written, "
-            f"{counts.get('records quarantined', 0)} quarantined, {counts.get('rows inserted', 0)} rows inserted, "
-            f"{counts.get('rows updated', 0)} updated")
+    flattened, merged = summary.flattened, summary.merged
+    return (f"    {flattened.get('objects_flattened', 0)} objects, {flattened.get('records_written', 0)} records "
+            f"written, {flattened.get('records_quarantined', 0)} quarantined, {merged.get('rows_inserted', 0)} rows "
+            f"inserted, {merged.get('rows_updated', 0)} updated")

@@ -50,16 +50,24 @@ def run(args: argparse.Namespace) -> int:
     """Process everything pending through Dagster, in this process."""
     from ctr_assets.api import run_pipeline
 
-    summary = run_pipeline(args.storage, verbose=args.verbose, say=print)
-    counts = summary.counts
+    return _report(run_pipeline(args.storage, verbose=args.verbose, say=print))
+
+
+def _report(summary) -> int:
+    """Print what the runs did (their records' counts), each failure on standard error; 1 when one failed."""
+    flattened, merged, replayed = summary.flattened, summary.merged, summary.replayed
     print(f"storage:   {summary.storage_url}")
     reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(summary.quarantined_by_reason.items()))
-    print(f"records:   {counts.get('records in', 0)} in, {counts.get('records written', 0)} written, "
-          f"{counts.get('records quarantined', 0)} quarantined{f' ({reasons})' if reasons else ''}, "
-          f"{counts.get('key collisions', 0)} key collisions")
-    print(f"table:     {summary.table_rows} rows ({counts.get('rows inserted', 0)} inserted, "
-          f"{counts.get('rows updated', 0)} updated, {counts.get('rows moved to another date', 0)} moved, "
-          f"{counts.get('duplicates collapsed in batch', 0)} duplicates collapsed)")
+    if replayed:
+        print(f"replayed:  {replayed.get('replayed', 0)} of {replayed.get('examined', 0)} quarantined items, "
+              f"{replayed.get('records_written', 0)} records; still quarantined: {reasons or 'none'}")
+    else:
+        print(f"records:   {flattened.get('records_in', 0)} in, {flattened.get('records_written', 0)} written, "
+              f"{flattened.get('records_quarantined', 0)} quarantined{f' ({reasons})' if reasons else ''}, "
+              f"{flattened.get('key_collisions', 0)} key collisions")
+    print(f"table:     {summary.table_rows} rows ({merged.get('rows_inserted', 0)} inserted, "
+          f"{merged.get('rows_updated', 0)} updated, {merged.get('rows_moved', 0)} moved, "
+          f"{merged.get('duplicates_in_batch', 0)} duplicates collapsed)")
     if summary.dashboard:
         print(f"dashboard: {summary.dashboard}")
     for check in summary.failed_checks:
@@ -71,33 +79,40 @@ def run(args: argparse.Namespace) -> int:
 
 def status(args: argparse.Namespace) -> int:
     """Counts of what is where: raw, pending, quarantined, table rows."""
-    from ctr_assets.defs.resources import storage_for
+    from ctr_assets.defs.resources import storage_for, table_for
+    from ctr_assets.lake.iceberg import load_table
     from ctr_assets.lake.pipeline import pending_raw_keys
-    from ctr_assets.lake.table import table_files
-    from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
 
-    storage = storage_for(CtrSettings.from_env(storage_url=args.storage))
+    settings = CtrSettings.from_env(storage_url=args.storage)
+    storage = storage_for(settings)
+    table = table_for(settings, storage)
     raw = sum(1 for _ in storage.list(RAW))
-    pending = sum(len(keys) for keys in pending_raw_keys(storage).values())
+    pending = sum(len(keys) for keys in pending_raw_keys(storage, table).values())
     quarantined = sum(storage.read(item.key).count(b"\n") for item in storage.list(QUARANTINE))
-    rows = 0
-    if table_files(storage):
-        with closing(scratch_connection()) as connection:
-            refresh_ctr_view(connection, storage)
-            rows = connection.sql("SELECT count(*) FROM ctr").fetchall()[0][0]
+    current = load_table(table)
+    snapshot = current.current_snapshot() if current is not None else None
+    rows = int(snapshot.summary["total-records"]) if snapshot and snapshot.summary else 0
     print(f"storage:      {storage.url}\nraw objects:  {raw} ({pending} pending)\n"
-          f"quarantined:  {quarantined} items\ntable rows:   {rows}")
+          f"quarantined:  {quarantined} items\ntable rows:   {rows}\n"
+          f"table:        {table.display}, snapshot {snapshot.snapshot_id if snapshot else 'none'}")
     return 0
 
 
 def query(args: argparse.Namespace) -> int:
-    """Run SQL against the `ctr` view (and the aggregate tables, once built)."""
-    from ctr_assets.defs.resources import storage_for
+    """Run SQL against the `ctr` view (and the aggregate tables, once built), as of now or an earlier snapshot."""
+    from ctr_assets.defs.resources import storage_for, table_for
+    from ctr_assets.lake.iceberg import load_table, snapshot_as_of
     from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
 
-    storage = storage_for(CtrSettings.from_env(storage_url=args.storage))
+    settings = CtrSettings.from_env(storage_url=args.storage)
+    storage = storage_for(settings)
+    table = table_for(settings, storage)
+    try:
+        snapshot_id = snapshot_as_of(load_table(table), args.as_of) if args.as_of else None
+    except LookupError as error:
+        raise SettingError(f"--as-of: {error}") from None
     with closing(scratch_connection()) as connection:
-        if not refresh_ctr_view(connection, storage):
+        if not refresh_ctr_view(connection, storage, table, snapshot_id):
             print("the ctr table has no data yet: run `ctr-assets run` first", file=sys.stderr)
             return 1
         connection.sql(args.sql).show(max_rows=args.limit)
@@ -131,21 +146,35 @@ def quarantine_list(args: argparse.Namespace) -> int:
 
 def quarantine_replay(args: argparse.Namespace) -> int:
     """Replay quarantined items through the current record logic; the ones that now pass go to the table."""
-    from ctr_assets.defs.resources import storage_for
-    from ctr_assets.lake.quarantine import replay
+    from ctr_assets.api import replay_quarantine
+
+    return _report(replay_quarantine(args.storage, args.reason, verbose=args.verbose, say=print))
+
+
+def migrate(args: argparse.Namespace) -> int:
+    """Turn a table of the earlier layout (parquet/ctr/dt=YYYY-MM-DD/ctr.parquet) into the Iceberg table."""
+    from ctr_assets.defs.resources import storage_for, table_for
+    from ctr_assets.lake.migrate import migrate_partition_files
     from ctr_assets.metrics.warehouse import scratch_connection
 
     settings = CtrSettings.from_env(storage_url=args.storage)
     storage = storage_for(settings)
     with closing(scratch_connection()) as connection:
-        report = replay(storage, connection, args.reason, settings.phone_protector())
-    failing = ", ".join(f"{reason} {count}" for reason, count in report.still_failing.most_common())
-    print(f"replayed {report.replayed} of {report.examined} quarantined items: {report.records_written} records "
-          f"now in the table; {report.examined - report.replayed} still quarantined{f' ({failing})' if failing else ''}")
-    if report.merge is not None:
-        print(f"table: {report.merge.rows_inserted} rows inserted, {report.merge.rows_updated} updated; "
-              "`ctr-assets run` refreshes the dashboards")
+        report = migrate_partition_files(connection, storage, table_for(settings, storage))
+    print(report.describe())
     return 0
+
+
+def ui(args: argparse.Namespace) -> int:
+    """Start the Dagster UI on the instance the CLI and the API use, bound to this machine only."""
+    import os
+
+    from ctr_assets.api import persistent_instance
+
+    home = persistent_instance().root_directory
+    print(f"Dagster UI on http://127.0.0.1:{args.port} (instance {home}); Ctrl-C stops it", flush=True)
+    os.environ["DAGSTER_HOME"] = home
+    os.execvp("dagster", ["dagster", "dev", "-m", "ctr_assets.definitions", "-h", "127.0.0.1", "-p", str(args.port)])
 
 
 def retention(args: argparse.Namespace) -> int:
@@ -226,6 +255,7 @@ def _parser() -> argparse.ArgumentParser:
     query_cmd = command("query", query, "run SQL against the ctr view")
     query_cmd.add_argument("sql")
     query_cmd.add_argument("--limit", type=int, default=40, help="rows to print")
+    query_cmd.add_argument("--as-of", help="read an earlier snapshot: its id, or a UTC time (2026-03-02T08:00:00)")
     quarantine = commands.add_parser("quarantine", help="list quarantined items, or replay them after a fix",
                                      description="list quarantined items, or replay them after a fix")
     quarantine_commands = quarantine.add_subparsers(required=True, metavar="ACTION")
@@ -236,6 +266,10 @@ def _parser() -> argparse.ArgumentParser:
                         "merge the ones that now pass (safe to repeat)", quarantine_commands)
     for sub in (listing, replaying):
         sub.add_argument("--reason", default=None, help="only items quarantined for this reason")
+    replaying.add_argument("-v", "--verbose", action="store_true", help="show Dagster's step logs")
+    command("migrate", migrate, "turn a table of the earlier dt= Parquet layout into the Iceberg table")
+    ui_cmd = command("ui", ui, "start the Dagster UI (dagster dev) on the instance the CLI uses")
+    ui_cmd.add_argument("--port", type=int, default=3000)
     keep = command("retention", retention, "expire flatfiles/ after the retention (an S3 lifecycle rule on a bucket)")
     keep.add_argument("--hours", type=int, help="retention in hours (default: $CTR_FLATFILES_RETENTION_HOURS, else 24)")
     stream = command("kinesis", kinesis, "land a Kinesis data stream in raw/ as Firehose would")

@@ -10,20 +10,22 @@ from ctr_assets.defs.assets import (
     CATALOG_ASSET,
     CTR,
     FLATTENED,
+    MAINTENANCE,
     RAW,
     build_assets,
-    ctr_glue_table,
 )
 from ctr_assets.defs.automation import build_automation
 from ctr_assets.defs.checks import build_checks
 from ctr_assets.defs.dashboards import DASHBOARD, build_dashboard_assets
-from ctr_assets.defs.resources import storage_for, warehouse_for
+from ctr_assets.defs.resources import storage_for, table_for, warehouse_for
+from ctr_assets.lake.storage import Storage
 from ctr_assets.metrics.warehouse import AGGREGATES
 from ctr_assets.settings import CtrSettings
 
 ETL_JOB = "ctr_etl"
 DASHBOARD_JOB = "ctr_dashboards"
 FRESHNESS_JOB = "raw_freshness"
+MAINTENANCE_JOB = "ctr_maintenance"
 
 
 def hourly_partitions(settings: CtrSettings) -> dg.HourlyPartitionsDefinition:
@@ -36,25 +38,29 @@ def hourly_partitions(settings: CtrSettings) -> dg.HourlyPartitionsDefinition:
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
 
-def build_definitions(settings: CtrSettings | None = None) -> dg.Definitions:
+def build_definitions(settings: CtrSettings | None = None, storage: Storage | None = None) -> dg.Definitions:
+    """The graph configured by `settings` (default: the CTR_* variables); `storage` replaces the storage they
+    name (the crash tests count and interrupt its writes)."""
     settings = settings or CtrSettings.from_env()
     partitions = hourly_partitions(settings)
     etl_job = dg.define_asset_job(ETL_JOB, selection=[FLATTENED, CTR], partitions_def=partitions,
                                   description="Flatten arrival hours and merge them into the ctr table.")
-    glue = [ctr_glue_table] if settings.glue_database else []
     dashboard_job = dg.define_asset_job(
-        DASHBOARD_JOB, selection=dg.AssetSelection.assets(CATALOG_ASSET, *AGGREGATES, DASHBOARD, *glue),
-        description="Catalog, Glue table (when configured), aggregates and dashboard page from the current table.")
+        DASHBOARD_JOB, selection=dg.AssetSelection.assets(CATALOG_ASSET, *AGGREGATES, DASHBOARD),
+        description="Catalog, aggregates and dashboard page from the current table.")
     freshness_job = dg.define_asset_job(FRESHNESS_JOB, selection=dg.AssetSelection.checks_for_assets(RAW))
-    sensors, schedules = build_automation(settings, etl_job, dashboard_job, freshness_job)
+    maintenance_job = dg.define_asset_job(MAINTENANCE_JOB, selection=[MAINTENANCE],
+                                          description="Compact, expire snapshots, delete unused table files.")
+    sensors, schedules = build_automation(settings, etl_job, dashboard_job, freshness_job, maintenance_job)
+    storage = storage or storage_for(settings)
     return dg.Definitions(
-        assets=build_assets(partitions) + build_dashboard_assets() + glue,
+        assets=build_assets(partitions) + build_dashboard_assets(),
         asset_checks=build_checks(),
-        jobs=[etl_job, dashboard_job, freshness_job],
+        jobs=[etl_job, dashboard_job, freshness_job, maintenance_job],
         sensors=sensors,
         schedules=schedules,
-        resources={"storage": storage_for(settings), "warehouse": warehouse_for(settings), "settings": settings,
-                   "aws": AwsClients()},
+        resources={"storage": storage, "table": table_for(settings, storage), "warehouse": warehouse_for(settings),
+                   "settings": settings, "aws": AwsClients()},
         executor=dg.in_process_executor,
     )
 

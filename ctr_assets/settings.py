@@ -65,6 +65,11 @@ class CtrSettings(dg.ConfigurableResource):
         "empty: no Glue.",
     )
     glue_table: str = Field(default="ctr", description="CTR_GLUE_TABLE: the table's name in that database.")
+    catalog_uri: str = Field(
+        default="", description="CTR_CATALOG_URI: the Iceberg catalog of the ctr table, for an s3:// storage "
+        "without Glue: an SQLAlchemy URI (sqlite:////path/catalog.db, postgresql+psycopg2://...). Empty: "
+        "a local folder keeps a SQLite catalog in itself (catalog/iceberg.db), a bucket uses Glue.",
+    )
     kinesis_stream_name: str = Field(
         default="", description="CTR_KINESIS_STREAM_NAME: a Kinesis data stream to land in raw/ as Firehose would "
         "(KinesisStreamName); empty: Firehose delivers.",
@@ -72,6 +77,13 @@ class CtrSettings(dg.ConfigurableResource):
     flatfiles_retention_hours: int = Field(
         default=24, description="CTR_FLATFILES_RETENTION_HOURS: how long flatfiles/ are kept (S3 rounds up to "
         "whole days); also how far back the ETL catch-up looks."
+    )
+    snapshot_retention_hours: float = Field(
+        default=168, description="CTR_SNAPSHOT_RETENTION_HOURS: how long table snapshots stay readable for time "
+        "travel before the maintenance asset expires them (the current snapshot always stays).",
+    )
+    flatten_workers: int = Field(
+        default=0, description="CTR_FLATTEN_WORKERS: processes that flatten raw objects at once; 0: one per core.",
     )
     quarantine_rate_threshold: float = Field(
         default=0.01, description="CTR_QUARANTINE_RATE_THRESHOLD: quarantined share that raises a warning."
@@ -120,6 +132,14 @@ class CtrSettings(dg.ConfigurableResource):
             raise SettingError(f"CTR_SQS_QUEUE_URL: {self.sqs_queue_url!r} is not a queue URL (https://sqs.…)")
         if self.glue_database and not self.is_s3:
             raise SettingError("CTR_GLUE_DATABASE: Athena reads the table from S3: it needs s3:// storage (CTR_STORAGE_URL)")
+        if self.glue_database and self.catalog_uri:
+            raise SettingError("CTR_CATALOG_URI: set it or CTR_GLUE_DATABASE, not both: the table has one catalog")
+        if self.catalog_uri and not re.fullmatch(r"[a-z][a-z0-9]*(\+[a-z0-9_]+)?://\S*", self.catalog_uri):
+            raise SettingError(f"CTR_CATALOG_URI: {self.catalog_uri!r} is not an SQLAlchemy URI "
+                               "(e.g. sqlite:////var/lib/ctr/catalog.db or postgresql+psycopg2://host/db)")
+        if self.is_s3 and not (self.glue_database or self.catalog_uri):
+            raise SettingError("CTR_GLUE_DATABASE: a bucket's table needs a catalog every machine can reach: set "
+                               "CTR_GLUE_DATABASE (the Glue Data Catalog) or CTR_CATALOG_URI (an SQL database)")
         for variable, name in (("CTR_GLUE_DATABASE", self.glue_database), ("CTR_GLUE_TABLE", self.glue_table)):
             if name and not re.fullmatch(r"[a-z0-9_]{1,255}", name):
                 raise SettingError(f"{variable}: {name!r}: use lower-case letters, digits and underscores (Athena's rule)")
@@ -131,6 +151,10 @@ class CtrSettings(dg.ConfigurableResource):
             raise SettingError(f"CTR_SENSOR_INTERVAL_SECONDS: {self.sensor_interval_seconds} is outside 60-900")
         if self.flatfiles_retention_hours < 1:
             raise SettingError("CTR_FLATFILES_RETENTION_HOURS: must be at least 1")
+        if self.flatten_workers < 0:
+            raise SettingError("CTR_FLATTEN_WORKERS: must not be negative (0 means one per core)")
+        if self.snapshot_retention_hours < 0:
+            raise SettingError("CTR_SNAPSHOT_RETENTION_HOURS: must not be negative")
         if self.sensor_lookback_hours < 1:
             raise SettingError("CTR_SENSOR_LOOKBACK_HOURS: must be at least 1")
         if not 0 <= self.quarantine_rate_threshold <= 1:

@@ -3,10 +3,14 @@ real S3 API (one moto server on 127.0.0.1 for the session: S3, SQS, Glue and Kin
 a test on a local folder and on a bucket."""
 
 import gc
+import http.client
+import http.server
 import json
 import logging
 import re
 import socket
+import threading
+import urllib.parse
 import urllib.request
 import uuid
 from contextlib import contextmanager
@@ -109,9 +113,33 @@ class Moto:
             set_checked_after(b"inf")
 
 
+def _enforce_glue_table_versions() -> None:
+    """Real Glue refuses an UpdateTable whose VersionId is not the table's current version
+    (ConcurrentModificationException): that is what makes an Iceberg commit in Glue atomic. moto accepts
+    any, so two racing writers would both "win"; this makes the server behave as Glue does."""
+    from moto.core.exceptions import JsonRESTError
+    from moto.glue.responses import GlueResponse
+
+    plain = GlueResponse.update_table
+    guard = threading.Lock()
+
+    def update_table(self):
+        expected = self.parameters.get("VersionId")
+        with guard:
+            table = self.glue_backend.get_table(self.parameters.get("DatabaseName"),
+                                                self.parameters["TableInput"]["Name"])
+            if expected is not None and str(expected) != str(table._current_version):
+                raise JsonRESTError("ConcurrentModificationException",
+                                    f"Update table failed: version {expected} is not the current version")
+            return plain(self)
+
+    GlueResponse.update_table = update_table
+
+
 @pytest.fixture(scope="session")
 def moto():
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    _enforce_glue_table_versions()
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -128,12 +156,81 @@ def moto():
     server.stop()
 
 
+class FlakyEndpoint:
+    """A real HTTP proxy in front of the S3 API that answers one request in `fail_every` with 503 SlowDown,
+    or drops its connection without an answer (taking turns), before the request reaches the server."""
+
+    SLOW_DOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
+                 b"<Message>Please reduce your request rate.</Message></Error>")
+
+    def __init__(self, target: str):
+        self.target = urllib.parse.urlsplit(target)
+        self.fail_every = 0
+        self.requests = self.injected = 0
+        self.lock = threading.Lock()
+        endpoint = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _any(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                with endpoint.lock:
+                    endpoint.requests += 1
+                    fault = endpoint.fail_every and endpoint.requests % endpoint.fail_every == 0
+                    endpoint.injected += bool(fault)
+                    drop = fault and endpoint.injected % 2 == 0
+                if drop:
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if fault:
+                    self.send_response(503)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(endpoint.SLOW_DOWN)))
+                    self.end_headers()
+                    self.wfile.write(endpoint.SLOW_DOWN)
+                    return
+                upstream = http.client.HTTPConnection(endpoint.target.hostname, endpoint.target.port, timeout=60)
+                headers = {name: value for name, value in self.headers.items() if name.lower() != "connection"}
+                upstream.request(self.command, self.path, body=body, headers=headers)
+                response = upstream.getresponse()
+                data = response.read()
+                self.send_response(response.status)
+                for name, value in response.getheaders():
+                    if name.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server"):
+                        self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+                upstream.close()
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def flaky_endpoint(moto):
+    endpoint = FlakyEndpoint(moto.url)
+    yield endpoint
+    endpoint.server.shutdown()
+
+
 @pytest.fixture
 def s3_settings(moto, tmp_path, monkeypatch) -> CtrSettings:
     """Settings on a fresh bucket (under a key prefix), with the CTR_* variables set to match."""
     settings = settings_for(tmp_path, storage_url=f"s3://{moto.new_bucket()}/contact-centre",
-                            s3_endpoint_url=moto.url, duckdb_path=str(tmp_path / "ctr.duckdb"))
-    for name in ("storage_url", "s3_endpoint_url", "duckdb_path", "first_hour"):
+                            s3_endpoint_url=moto.url, duckdb_path=str(tmp_path / "ctr.duckdb"),
+                            glue_database=f"connect_{uuid.uuid4().hex[:8]}")
+    for name in ("storage_url", "s3_endpoint_url", "duckdb_path", "first_hour", "glue_database"):
         monkeypatch.setenv(f"CTR_{name.upper()}", getattr(settings, name))
     return settings
 

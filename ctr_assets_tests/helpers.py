@@ -4,8 +4,19 @@ import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from ctr_assets.lake.storage import Storage
-from ctr_assets.lake.table import TABLE_PREFIX, sql_text
+from ctr_assets.defs.resources import table_for
+from ctr_assets.lake.iceberg import (
+    TableLocation,
+    field_ids,
+    load_table,
+    read_snapshot_sql,
+    replace_files,
+    snapshot_files,
+)
+from ctr_assets.lake.layout import TABLE_PREFIX
+from ctr_assets.lake.storage import LocalStorage, Storage
+from ctr_assets.lake.table import MergeResult, merge_flatfiles
+from ctr_assets.records.schema import sql_text
 from ctr_assets.sample import write_firehose_objects
 from ctr_assets.settings import CtrSettings
 
@@ -16,6 +27,43 @@ def settings_for(tmp_path: Path, storage_url: str | None = None, **overrides) ->
     return CtrSettings.from_env(
         {}, storage_url=storage_url or str(tmp_path / "data"), first_hour="2026-01-01-00:00", **overrides
     )
+
+
+def local_table(storage: LocalStorage) -> TableLocation:
+    """The ctr table of a local storage folder, as the pipeline finds it (its SQLite catalog inside)."""
+    return table_for(CtrSettings.from_env({}, storage_url=storage.root), storage)
+
+
+def merge(connection, storage: Storage, table: TableLocation, keys: list[str]) -> MergeResult:
+    """Merge flatfiles into the table, as the ctr asset does (at their current sizes)."""
+    sizes = {item.key: item.size for key in keys for item in storage.list(key) if item.key == key}
+    return merge_flatfiles(connection, storage, table, sizes)
+
+
+def table_rows(connection, storage: Storage, table: TableLocation, columns: str = "*",
+               snapshot_id: int | None = None) -> list[dict]:
+    """Every row of the table's current snapshot (or of `snapshot_id`), by contactid; `day` is its partition."""
+    storage.attach(connection)
+    query = read_snapshot_sql(snapshot_files(load_table(table), snapshot_id))
+    if query is None:
+        return []
+    relation = connection.sql(f"SELECT {columns} FROM (SELECT *, CAST(CAST(initiationtimestamp AS DATE) AS VARCHAR) "
+                              f"AS day FROM ({query})) ORDER BY contactid")
+    return [dict(zip(relation.columns, row)) for row in relation.fetchall()]
+
+
+def copy_into_another_day(connection, storage: Storage, table: TableLocation, contact_id: str, day: str) -> None:
+    """Break the table behind the pipeline's back, as another engine could: a second copy of a contact, in
+    another day, committed as a data file of its own."""
+    current = load_table(table)
+    query = read_snapshot_sql(snapshot_files(current))
+    key = f"{TABLE_PREFIX}data/copy-{contact_id}.parquet"
+    with storage.writer(key) as staged:
+        connection.execute(
+            f"COPY (SELECT * REPLACE (CAST({sql_text(day)} AS TIMESTAMP) AS initiationtimestamp) FROM ({query}) "
+            f"WHERE contactid = {sql_text(contact_id)}) TO {sql_text(staged.as_posix())} "
+            f"(FORMAT parquet, FIELD_IDS {field_ids(current.schema())})")
+    replace_files(current, [], [storage.uri(key)], {})
 
 
 def write_sample(storage: Storage, hours: int = 3, contacts_per_hour: int = 60, seed: int = 7, batch_seconds: int = 60):
@@ -104,11 +152,14 @@ def connect_contact(
     )
 
 
-def write_month_of_contacts(storage: Storage, days: int = 30, agents: int = 200, per_day: int = 10_000) -> int:
-    """A month of a contact centre straight into the table's Parquet layout (too many contacts to go through the
-    sample generator and the pipeline in a test): 7 queues, three channels, business-hours traffic, and the mix
-    of IVR-only, abandoned, outbound, callback, transferred and held contacts. Returns the number of contacts."""
+def write_month_of_contacts(storage: LocalStorage, days: int = 30, agents: int = 200, per_day: int = 10_000) -> int:
+    """A month of a contact centre written straight as Parquet in the table's earlier dt= layout, then
+    migrated into the table (too many contacts to go through the sample generator and the pipeline in a
+    test): 7 queues, three channels, business-hours traffic, and the mix of IVR-only, abandoned, outbound,
+    callback, transferred and held contacts. Returns the number of contacts."""
     import duckdb
+
+    from ctr_assets.lake.migrate import migrate_partition_files
 
     query = """
     WITH draws AS (
@@ -166,4 +217,5 @@ def write_month_of_contacts(storage: Storage, days: int = 30, agents: int = 200,
             f"COPY ({query}) TO {sql_text(folder.as_posix())} (FORMAT parquet, PARTITION_BY (dt))",
             {"days": days, "per_day": per_day, "agents": agents},
         )
+        migrate_partition_files(connection, storage, local_table(storage))
     return days * per_day

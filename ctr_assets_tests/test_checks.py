@@ -7,15 +7,15 @@ from datetime import timedelta
 import dagster as dg
 import pytest
 
+from ctr_assets.api import run_pipeline
 from ctr_assets.definitions import hourly_partitions
 from ctr_assets.defs.assets import CTR
 from ctr_assets.defs.checks import build_checks
-from ctr_assets.defs.resources import storage_for
-from ctr_assets.lake.pipeline import flatten_hours, merge_hours
-from ctr_assets.lake.table import partition_file, sql_text
-from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
+from ctr_assets.defs.resources import storage_for, table_for
+from ctr_assets.metrics.warehouse import scratch_connection
 from ctr_assets_tests.helpers import (
     SAMPLE_START,
+    copy_into_another_day,
     ctr_record,
     firehose_object,
     raw_key,
@@ -32,25 +32,21 @@ def contact(contact_id: str, disconnect_minutes: int = 5, hold: int = 0) -> dict
 
 @pytest.fixture
 def table(tmp_path):
-    """A local storage and a function adding records to its table through the pipeline's own steps."""
+    """A local storage and a function adding records to its table through the pipeline (Dagster runs)."""
     settings = settings_for(tmp_path)
     storage = storage_for(settings)
+    instance = dg.DagsterInstance.ephemeral()
 
     def add(*records: dict) -> None:
         storage.write(raw_key(SAMPLE_START, second=len(list(storage.list("raw/")))), firehose_object(*records))
-        flatten_hours(storage, [SAMPLE_START], workers=1)
-        with closing(scratch_connection()) as connection:
-            merge_hours(storage, [SAMPLE_START], connection)
+        assert run_pipeline(settings=settings, instance=instance).merged
 
     return settings, storage, add
 
 
-def copy_to_another_date(storage, contact_id: str) -> None:
-    """Break the table behind the pipeline's back: the same contact in a second date partition."""
-    with closing(scratch_connection()) as connection, storage.writer(partition_file("2020-01-01")) as staged:
-        refresh_ctr_view(connection, storage)
-        connection.execute(f"COPY (SELECT * EXCLUDE (dt) FROM ctr WHERE contactid = {sql_text(contact_id)}) "
-                           f"TO {sql_text(staged.as_posix())} (FORMAT parquet)")
+def copy_to_another_date(settings, storage, contact_id: str) -> None:
+    with closing(scratch_connection()) as connection:
+        copy_into_another_day(connection, storage, table_for(settings, storage), contact_id, "2020-01-01")
 
 
 def run_table_rules(settings, storage, *names: str) -> dg.ExecuteInProcessResult:
@@ -61,7 +57,7 @@ def run_table_rules(settings, storage, *names: str) -> dg.ExecuteInProcessResult
         assets=[dg.AssetSpec(CTR, partitions_def=hourly_partitions(settings))],
         asset_checks=build_checks(),
         jobs=[dg.define_asset_job("table_rules", selection=selection)],
-        resources={"storage": storage, "settings": settings},
+        resources={"storage": storage, "table": table_for(settings, storage), "settings": settings},
         executor=dg.in_process_executor,
     )
     return definitions.resolve_job_def("table_rules").execute_in_process(
@@ -87,7 +83,7 @@ def test_each_rule_fails_on_its_own_bad_rows_and_only_the_blocking_one_fails_the
     settings, storage, add = table
     add(contact("good"), contact("twice"), contact("disconnected_first", disconnect_minutes=-1),
         contact("negative_hold", hold=-5))
-    copy_to_another_date(storage, "twice")
+    copy_to_another_date(settings, storage, "twice")
 
     result = run_table_rules(settings, storage)
 

@@ -10,19 +10,21 @@ import pytest
 from ctr_assets.api import run_pipeline
 from ctr_assets.definitions import ETL_JOB, build_definitions
 from ctr_assets.defs.dashboards import DASHBOARD_FILE
-from ctr_assets.defs.resources import storage_for
+from ctr_assets.defs.resources import storage_for, table_for
+from ctr_assets.lake.iceberg import load_table
 from ctr_assets.lake.layout import FLATFILES, flat_key, partition_of_hour
 from ctr_assets.lake.pipeline import flatten_hours
-from ctr_assets.lake.table import table_files
 from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
 from ctr_assets_tests.helpers import (
     SAMPLE_START,
+    copy_into_another_day,
     ctr_record,
     firehose_object,
     raw_key,
     settings_for,
     write_sample,
 )
+from ctr_assets_tests.test_storage import BrokenStorage
 
 
 @pytest.fixture
@@ -42,10 +44,14 @@ def local_sample(tmp_path, monkeypatch):
     return settings, storage, write_sample(storage)
 
 
-def table_rows(storage, query="SELECT count(*) FROM ctr"):
+def table_rows(settings, storage, query="SELECT count(*) FROM ctr"):
     with closing(scratch_connection()) as connection:
-        refresh_ctr_view(connection, storage)
+        refresh_ctr_view(connection, storage, table_for(settings, storage))
         return connection.sql(query).fetchall()
+
+
+def snapshot_id(settings, storage) -> int:
+    return load_table(table_for(settings, storage)).current_snapshot().snapshot_id
 
 
 def test_sample_data_becomes_a_deduplicated_table_with_passing_checks(local_sample):
@@ -53,13 +59,13 @@ def test_sample_data_becomes_a_deduplicated_table_with_passing_checks(local_samp
     summary = run_pipeline(settings.storage_url, instance=dg.DagsterInstance.ephemeral())
 
     assert summary.ok, (summary.failed_checks, summary.failed_runs)
-    assert summary.counts["records in"] == stats.records
-    assert summary.counts["records written"] + summary.counts["records quarantined"] == stats.records
+    assert summary.flattened["records_in"] == stats.records
+    assert summary.flattened["records_written"] + summary.flattened["records_quarantined"] == stats.records
     assert summary.table_rows == stats.contacts
-    assert table_rows(storage, "SELECT count(*) - count(DISTINCT contactid) FROM ctr") == [(0,)]
+    assert table_rows(settings, storage, "SELECT count(*) - count(DISTINCT contactid) FROM ctr") == [(0,)]
     assert storage.exists(DASHBOARD_FILE)
     html = storage.read(DASHBOARD_FILE).decode()
-    top_agent, contacts = table_rows(storage, "SELECT agent.username, count(*) FROM ctr "
+    top_agent, contacts = table_rows(settings, storage, "SELECT agent.username, count(*) FROM ctr "
                                      "WHERE agent.username IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1")[0]
     assert top_agent in html and "http" not in html.lower().replace("http-equiv", "")
 
@@ -68,12 +74,12 @@ def test_running_twice_changes_nothing(sample):
     settings, storage, _ = sample
     instance = dg.DagsterInstance.ephemeral()
     run_pipeline(settings.storage_url, instance=instance)
-    before = {key: storage.read(key) for key in table_files(storage)}
+    before = snapshot_id(settings, storage)
 
     again = run_pipeline(settings.storage_url, instance=instance)
 
-    assert again.ok and again.runs == 0 and again.counts == {}
-    assert {key: storage.read(key) for key in table_files(storage)} == before
+    assert again.ok and again.runs == [] and again.flattened == {} and again.merged == {}
+    assert snapshot_id(settings, storage) == before
 
 
 def test_a_late_file_for_an_old_hour_is_picked_up(sample):
@@ -85,20 +91,18 @@ def test_a_late_file_for_an_old_hour_is_picked_up(sample):
 
     summary = run_pipeline(settings.storage_url, instance=instance)
 
-    assert summary.hours_processed == 1 and summary.counts["rows inserted"] == 1
-    assert table_rows(storage, "SELECT _source_key FROM ctr WHERE contactid = 'late-contact'") == [(late,)]
+    assert summary.hours_processed == 1 and summary.merged["rows_inserted"] == 1
+    assert table_rows(settings, storage, "SELECT _source_key FROM ctr WHERE contactid = 'late-contact'") == [(late,)]
 
 
 def test_a_failed_blocking_check_fails_the_run(local_sample):
     settings, storage, _ = local_sample
     instance = dg.DagsterInstance.ephemeral()
     run_pipeline(settings.storage_url, instance=instance)
-    # Break the table behind the pipeline's back: the same contact in two date partitions.
+    # Break the table behind the pipeline's back: the same contact in two days.
     with closing(scratch_connection()) as connection:
-        refresh_ctr_view(connection, storage)
-        contact = connection.sql("SELECT min(contactid) FROM ctr").fetchall()[0][0]
-        with storage.writer("parquet/ctr/dt=2020-01-01/ctr.parquet") as staged:
-            connection.execute(f"COPY (SELECT * EXCLUDE (dt) FROM ctr WHERE contactid = '{contact}') TO '{staged}' (FORMAT parquet)")
+        contact = table_rows(settings, storage, "SELECT min(contactid) FROM ctr")[0][0]
+        copy_into_another_day(connection, storage, table_for(settings, storage), contact, "2020-01-01")
     storage.write(raw_key(SAMPLE_START, 9, "new"), firehose_object(ctr_record("another", SAMPLE_START)))
 
     summary = run_pipeline(settings.storage_url, instance=instance)
@@ -110,7 +114,7 @@ def test_expired_flatfiles_never_shrink_the_table_nor_look_pending(sample):
     settings, storage, _ = sample
     instance = dg.DagsterInstance.ephemeral()
     run_pipeline(settings.storage_url, instance=instance)
-    before = {key: storage.read(key) for key in table_files(storage)}
+    before = snapshot_id(settings, storage)
     for item in list(storage.list(FLATFILES)):  # retention removed every flatfile
         storage.delete(item.key)
 
@@ -121,11 +125,11 @@ def test_expired_flatfiles_never_shrink_the_table_nor_look_pending(sample):
         run_config={"ops": {"flattened": {"config": {"reprocess": False}}}},
     )
 
-    assert again.ok and again.runs == 0  # merged hours are recorded apart from their flatfiles
+    assert again.ok and again.runs == []  # merged flatfiles are recorded apart from themselves
     assert result.success
     (ctr,) = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("ctr")]
     assert ctr.step_materialization_data.materialization.metadata["unchanged"].value is True
-    assert {key: storage.read(key) for key in table_files(storage)} == before
+    assert snapshot_id(settings, storage) == before
 
 
 def test_flatten_skips_done_objects_unless_asked_to_reprocess(local_sample):
@@ -151,18 +155,15 @@ def test_flatten_skips_done_objects_unless_asked_to_reprocess(local_sample):
 
 
 def test_a_failed_run_names_the_object_and_the_reason_and_a_rerun_completes(local_sample, monkeypatch):
-    from ctr_assets_tests.test_storage import FlakyStorage
-
     settings, storage, stats = local_sample
     broken = next(item.key for item in storage.list("raw/"))
-    flaky = FlakyStorage(root=settings.storage_url, failures=0, broken=broken, retry_base_seconds=0)
     with monkeypatch.context() as patch:
-        for module in ("ctr_assets.api", "ctr_assets.definitions"):
-            patch.setattr(f"{module}.storage_for", lambda _: flaky)
+        patch.setattr("ctr_assets.definitions.storage_for", lambda _: BrokenStorage(root=settings.storage_url,
+                                                                                      broken=broken))
         failed = run_pipeline(settings.storage_url, instance=dg.DagsterInstance.ephemeral())
 
     (failure,) = failed.failed_runs
-    assert f": flattened: flattening {broken}: StorageUnavailable: read {broken}: still failing after 5 attempts: " in failure
+    assert f": flattened: flattening {broken}: PermissionError: {broken}: no access" in failure
     assert not failed.ok and not storage.exists(flat_key(broken))
     summary = run_pipeline(settings.storage_url, instance=dg.DagsterInstance.ephemeral())
     assert summary.ok and summary.table_rows == stats.contacts
@@ -174,10 +175,10 @@ def test_the_graph_on_a_bucket_gives_the_same_table_as_on_a_local_folder(s3_sett
     for settings in (s3_settings, local_settings):
         storage = storage_for(settings)
         write_sample(storage, hours=2, contacts_per_hour=40)
-        monkeypatch.setenv("CTR_DUCKDB_PATH", str(tmp_path / f"{len(tables)}.duckdb"))
-        summary = run_pipeline(settings.storage_url, instance=dg.DagsterInstance.ephemeral())
+        settings = settings.model_copy(update={"duckdb_path": str(tmp_path / f"{len(tables)}.duckdb")})
+        summary = run_pipeline(settings=settings, instance=dg.DagsterInstance.ephemeral())
         assert summary.ok, (summary.failed_checks, summary.failed_runs)
-        tables.append(table_rows(storage, "SELECT * FROM ctr ORDER BY contactid"))
+        tables.append(table_rows(settings, storage, "SELECT * FROM ctr ORDER BY contactid"))
 
     on_s3, local = tables
     assert len(on_s3) > 40 and on_s3 == local

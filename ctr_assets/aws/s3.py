@@ -11,17 +11,14 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import socket
 import tempfile
-import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError
 from dagster_aws.s3 import S3Resource
 from fsspec import AbstractFileSystem
@@ -30,19 +27,13 @@ from pydantic import PrivateAttr
 
 from ctr_assets.aws.clients import aws_errors
 from ctr_assets.lake.storage import (
-    LOCK_POLL_SECONDS,
-    LOCKS_FOLDER,
     ObjectInfo,
     Storage,
     StorageError,
     check_key,
-    is_transient_error,
 )
 
 RETENTION_RULE_ID = "ctr-assets-retention-"
-LOCK_LEASE_SECONDS = 3600  # a lock object older than this was left by a process that died
-LOCK_WAIT_SECONDS = 3600
-LEASE_TAKEN = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 DOWNLOAD_THREADS = 8  # boto3's connection pool holds 10
 DOWNLOAD_CHUNK = 1 << 20
 READ_BLOCK = 4 << 20  # DuckDB reads Parquet footers and column chunks; a small file takes one GET
@@ -192,13 +183,6 @@ class S3Storage(Storage):
     def _errors(self, permission: str, key: str = ""):
         return s3_errors(self.uri(key), permission)
 
-    def is_transient(self, error: BaseException) -> bool:
-        # AWS errors arrive here already explained as a StorageError; retry on what caused them.
-        cause = error.__cause__ if isinstance(error, StorageError) and error.__cause__ is not None else error
-        if isinstance(cause, S3UploadFailedError):
-            cause = cause.__cause__ or cause.__context__ or cause
-        return is_transient_error(cause)
-
     def _list(self, prefix: str, start_after: str) -> list[ObjectInfo]:
         params = {"Bucket": self.bucket, "Prefix": self.full_key(prefix)}
         if start_after:
@@ -237,36 +221,6 @@ class S3Storage(Storage):
         with self._errors("s3:PutObject", key):
             self.client.upload_file(str(staged), self.bucket, self.full_key(key))
         self._changed()
-
-    @contextmanager
-    def lock(self, name: str) -> Iterator[None]:
-        """A lease object created with a conditional PUT (`If-None-Match: *`), so one process holds it at a
-        time; a lease older than `LOCK_LEASE_SECONDS` was left by a process that died and is taken over."""
-        key = self.full_key(f"{LOCKS_FOLDER}/{name}.lock")
-        owner = f"pid {os.getpid()} on {socket.gethostname()}".encode()
-        deadline = time.monotonic() + LOCK_WAIT_SECONDS
-        while not self._take_lease(key, owner):
-            if time.monotonic() > deadline:
-                raise StorageError(f"gave up waiting {LOCK_WAIT_SECONDS} s for the {name} lock (s3://{self.bucket}/{key})")
-            time.sleep(LOCK_POLL_SECONDS)
-        try:
-            yield
-        finally:
-            with self._errors("s3:DeleteObject", key):
-                self.client.delete_object(Bucket=self.bucket, Key=key)
-
-    def _take_lease(self, key: str, owner: bytes) -> bool:
-        with self._errors("s3:PutObject", key):
-            try:
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=owner, IfNoneMatch="*")
-                return True
-            except ClientError as error:
-                if error.response.get("Error", {}).get("Code") not in LEASE_TAKEN:
-                    raise
-            head = self.client.head_object(Bucket=self.bucket, Key=key)
-            if (datetime.now(timezone.utc) - head["LastModified"]).total_seconds() > LOCK_LEASE_SECONDS:
-                self.client.delete_object(Bucket=self.bucket, Key=key)
-        return False
 
     @contextmanager
     def local_paths(self, keys: list[str]) -> Iterator[list[str]]:

@@ -1,54 +1,56 @@
-"""The asset graph: raw Firehose objects -> flattened records -> ctr table -> catalog and dashboards.
+"""The asset graph: raw Firehose objects -> flattened records -> ctr table -> catalog (and dashboards).
 
-Assets are thin: the work lives in `pipeline`, `records` and `warehouse`, which know nothing of Dagster.
+Assets are thin: the work lives in `lake` and `records`, which the tests also drive through these assets.
+Each asset reports what it did twice: readable metadata for the UI, and one structured `SUMMARY` entry
+that the Python API and the CLI read back from the run's records.
 """
 
 from contextlib import closing
-from datetime import datetime, timezone
+from dataclasses import asdict
 
 import dagster as dg
 import orjson
 from dagster_duckdb import DuckDBResource
+from pyiceberg.types import ListType, StructType
 
-from ctr_assets.aws.clients import AwsClients
-from ctr_assets.aws.glue import register_table
-from ctr_assets.aws.s3 import S3Storage
-from ctr_assets.lake.layout import CATALOG, hour_of_partition
+from ctr_assets.lake.iceberg import TableLocation, load_table, schema_tree
+from ctr_assets.lake.layout import CATALOG, hour_of_partition, partition_of_hour
+from ctr_assets.lake.maintenance import maintain
 from ctr_assets.lake.pipeline import (
     FlattenReport,
     ObjectFailed,
     conservation_problems,
     flatten_hours,
     merge_hours,
+    merged_flatfiles,
 )
+from ctr_assets.lake.quarantine import replay_hours
 from ctr_assets.lake.storage import Storage
-from ctr_assets.lake.table import TABLE_PREFIX, sql_text, table_schema
-from ctr_assets.metrics.warehouse import (
-    markdown_table,
-    refresh_ctr_view,
-    scratch_connection,
-)
-from ctr_assets.records.schema import column_paths, render
+from ctr_assets.lake.table import ARRIVAL_HOURS
+from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
+from ctr_assets.records.schema import render
 from ctr_assets.settings import CtrSettings
 
 RAW = dg.AssetKey("raw")
-GLUE_TABLE = dg.AssetKey("ctr_glue_table")
 FLATTENED = dg.AssetKey("flattened")
 CTR = dg.AssetKey("ctr")
 CATALOG_ASSET = dg.AssetKey("ctr_catalog")
+MAINTENANCE = dg.AssetKey("ctr_maintenance")
 CONSERVATION = "conservation"
 QUARANTINE_RATE = "quarantine_rate"
 SCHEMA_FILE = f"{CATALOG}schema.json"
-HISTORY_FILE = f"{CATALOG}history.ndjson"
-CATALOG_LOCK = "ctr_catalog"
+# The metadata entry holding an asset's counts as JSON, for programs (the UI shows the other entries).
+SUMMARY = "summary"
 
 
 class FlattenConfig(dg.Config):
     reprocess: bool = False  # flatten objects again even when their flatfile already exists
+    replay_quarantine: bool = False  # instead: rerun the hours' quarantined items through the current rules
+    replay_reason: str = ""  # with replay_quarantine: only the items quarantined for this reason
 
 
 def build_assets(partitions: dg.PartitionsDefinition) -> list:
-    """Every asset of the graph, on the hourly arrival partitions."""
+    """Every asset of the graph but the dashboards, on the hourly arrival partitions."""
     single_run = dg.BackfillPolicy.single_run()
     raw = dg.AssetSpec(
         RAW,
@@ -73,17 +75,29 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
                               description="Quarantined share of records stays under the threshold (a warning)."),
         ],
     )
-    def flattened(context: dg.AssetExecutionContext, config: FlattenConfig, storage: Storage, settings: CtrSettings):
+    def flattened(context: dg.AssetExecutionContext, config: FlattenConfig, storage: Storage, table: TableLocation,
+                  settings: CtrSettings):
         """Raw objects split into records, keys normalized, types checked: one NDJSON flatfile per raw
-        object under flatfiles/, and everything unusable under quarantine/ with its offset and reason."""
+        object under flatfiles/, and everything unusable under quarantine/ with its offset and reason.
+        With `replay_quarantine`, the hours' quarantined items are run through the current rules instead:
+        those that now pass join their object's flatfile (and the table at the next merge)."""
         hours = [hour_of_partition(key) for key in context.partition_keys]
+        if config.replay_quarantine:
+            replay = replay_hours(storage, hours, config.replay_reason or None, settings.phone_protector())
+            failing = sum(replay.still_failing.values())
+            return dg.MaterializeResult(
+                metadata={SUMMARY: dg.MetadataValue.json(replay.summary()), "items replayed": replay.replayed,
+                          "items examined": replay.examined, "records written": replay.records_written},
+                check_results=_flatten_checks(replay.problems, replay.examined, failing / (replay.examined or 1),
+                                              settings.quarantine_rate_threshold))
 
         def progress(done: int, total: int, stats) -> None:
             if done == total or done % max(total // 10, 1) == 0:
                 context.log.info(f"flattened {done}/{total} objects (last: {stats.source_key})")
 
         try:
-            report = flatten_hours(storage, hours, config.reprocess, progress, settings.phone_protector())
+            report = flatten_hours(storage, hours, config.reprocess, progress, settings.phone_protector(),
+                                   workers=settings.flatten_workers or None, merged=merged_flatfiles(storage, table, hours))
         except ObjectFailed as failure:
             raise dg.Failure(
                 description=f"flattening {failure}", metadata={"object": failure.key, "reason": failure.reason}
@@ -93,20 +107,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
         rate = totals.records_quarantined / totals.records_in if totals.records_in else 0.0
         return dg.MaterializeResult(
             metadata=_flatten_metadata(report, rate),
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=CONSERVATION,
-                    passed=not problems,
-                    metadata={"objects checked": len(report.objects), "mismatches": dg.MetadataValue.json(problems)},
-                ),
-                dg.AssetCheckResult(
-                    check_name=QUARANTINE_RATE,
-                    passed=rate <= settings.quarantine_rate_threshold,
-                    severity=dg.AssetCheckSeverity.WARN,
-                    metadata={"rate": rate, "threshold": settings.quarantine_rate_threshold},
-                ),
-            ],
-        )
+            check_results=_flatten_checks(problems, len(report.objects), rate, settings.quarantine_rate_threshold))
 
     @dg.asset(
         key=CTR,
@@ -115,112 +116,135 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
         backfill_policy=single_run,
         pool="ctr_table",
         group_name="warehouse",
-        kinds={"duckdb", "parquet"},
+        kinds={"iceberg", "duckdb"},
     )
-    def ctr(context: dg.AssetExecutionContext, storage: Storage, warehouse: DuckDBResource):
-        """The CTR table under parquet/ctr/dt=YYYY-MM-DD/: one row per contactid (latest update wins),
-        partitioned by contact initiation date; each merge is published atomically per date."""
+    def ctr(context: dg.AssetExecutionContext, storage: Storage, table: TableLocation, warehouse: DuckDBResource):
+        """The ctr table, an Apache Iceberg table under parquet/ctr/: one row per contactid (latest update
+        wins), partitioned by the UTC day of initiation. Each merge is one commit: readers see the table
+        before it or after it."""
         hours = [hour_of_partition(key) for key in context.partition_keys]
+        properties = {"ctr-assets.run-id": context.run_id,
+                      ARRIVAL_HOURS: f"{partition_of_hour(hours[0])}..{partition_of_hour(hours[-1])}"}
         with closing(scratch_connection()) as connection:
-            before, _ = table_schema(connection, storage)
-            result = merge_hours(storage, hours, connection)
-            if result is None:
-                context.log.warning(f"no flatfiles for {context.partition_key_range}: the table is left unchanged")
-                return dg.MaterializeResult(metadata={"records read": 0, "unchanged": True})
-            rows = _table_rows(connection, storage)
+            result = merge_hours(storage, table, hours, connection, properties)
+        if result is None:
+            context.log.warning(f"nothing new to merge for {context.partition_key_range}: the table is left as it is")
+            return dg.MaterializeResult(metadata={SUMMARY: dg.MetadataValue.json({}), "unchanged": True})
         with warehouse.get_connection() as wh:
-            refresh_ctr_view(wh, storage)
-        new_columns = sorted(set(column_paths(result.schema)) - set(column_paths(before)))
+            refresh_ctr_view(wh, storage, table)
+        current = load_table(table)
+        snapshot = current.current_snapshot() if current is not None else None
+        rows = int(snapshot.summary["total-records"]) if snapshot and snapshot.summary else 0
+        counts = {name: value for name, value in asdict(result).items() if name != "schema"}
         return dg.MaterializeResult(
             metadata={
+                SUMMARY: dg.MetadataValue.json(counts),
                 "dagster/row_count": rows,
-                "dagster/table_name": "ctr",
-                "dagster/column_schema": _table_schema(result.schema),
+                "dagster/table_name": table.display,
+                "dagster/column_schema": column_schema(result.schema),
                 "records read": result.records_read,
                 "duplicates collapsed in batch": result.duplicates_in_batch,
                 "rows inserted": result.rows_inserted,
                 "rows updated": result.rows_updated,
-                "rows moved to another date": result.rows_moved,
-                "partitions written": dg.MetadataValue.json(result.partitions_written),
-                "partitions widened": dg.MetadataValue.json(result.partitions_widened),
-                "new columns": dg.MetadataValue.json(new_columns),
-                "path": dg.MetadataValue.path(storage.uri(TABLE_PREFIX)),
+                "rows moved to another day": result.rows_moved,
+                "days written": dg.MetadataValue.json(result.days_written),
+                "new columns": dg.MetadataValue.json(result.new_columns),
+                "variant columns written": dg.MetadataValue.json(result.variant_columns),
+                "snapshot id": str(result.snapshot_id) if result.snapshot_id else "none (nothing changed)",
+                "commit attempts": result.attempts,
+                "location": dg.MetadataValue.path(table.location),
             }
         )
 
-    @dg.asset(key=CATALOG_ASSET, deps=[CTR], group_name="warehouse", kinds={"json"})
-    def ctr_catalog(context: dg.AssetExecutionContext, storage: Storage):
-        """The table's current schema and when each column first appeared (the Glue crawler's job)."""
-        with closing(scratch_connection()) as connection:
-            schema, _ = table_schema(connection, storage)
-        latest = context.instance.get_latest_materialization_event(CTR)
-        partition = latest.asset_materialization.partition if latest and latest.asset_materialization else None
-        # Read-modify-write of two files: one writer at a time, and the history first, so a run killed
-        # between the two repeats a change event rather than losing it.
-        with storage.lock(CATALOG_LOCK):
-            previous = orjson.loads(storage.read(SCHEMA_FILE)) if storage.exists(SCHEMA_FILE) else {"columns": {}}
-            catalog, changes = update_catalog(previous, column_paths(schema), partition)
-            if changes:
-                history = storage.read(HISTORY_FILE) if storage.exists(HISTORY_FILE) else b""
-                storage.write(HISTORY_FILE, history + b"".join(orjson.dumps(change) + b"\n" for change in changes))
-            storage.write(SCHEMA_FILE, orjson.dumps(catalog, option=orjson.OPT_INDENT_2))
+    @dg.asset(key=CATALOG_ASSET, deps=[CTR], group_name="warehouse", kinds={"iceberg", "json"})
+    def ctr_catalog(storage: Storage, table: TableLocation):
+        """The table's columns, their types and when each first appeared (the Glue crawler's job), read from
+        the Iceberg schema: a column added by a merge carries its first appearance in its doc. Written to
+        catalog/ctr/schema.json for readers without an Iceberg client."""
+        current = load_table(table)
+        if current is None:
+            raise dg.Failure("ctr_catalog: the ctr table does not exist yet; materialize ctr first")
+        columns = catalog_columns(current.schema())
+        storage.write(SCHEMA_FILE, orjson.dumps({"table": table.display, "schema_id": current.schema().schema_id,
+                                                 "columns": columns}, option=orjson.OPT_INDENT_2))
         return dg.MaterializeResult(
             metadata={
-                "columns": len(catalog["columns"]),
-                "dagster/column_schema": _table_schema(schema),
-                "added": dg.MetadataValue.json([c["path"] for c in changes if c["change"] == "added"]),
-                "type changes": dg.MetadataValue.json([c for c in changes if c["change"] == "type_changed"]),
+                "columns": len(columns),
+                "dagster/column_schema": column_schema(schema_tree(current.schema())),
+                "schema versions": len(current.schemas()),
+                "first seen": dg.MetadataValue.md(_first_seen_markdown(columns)),
                 "path": dg.MetadataValue.path(storage.uri(SCHEMA_FILE)),
             }
         )
 
-    return [raw, flattened, ctr, ctr_catalog]
+    @dg.asset(key=MAINTENANCE, deps=[CTR], group_name="warehouse", kinds={"iceberg"})
+    def ctr_maintenance(context: dg.AssetExecutionContext, storage: Storage, table: TableLocation,
+                        settings: CtrSettings):
+        """Table upkeep: compacts days held in several files (or with other engines' delete files) into one,
+        expires snapshots older than CTR_SNAPSHOT_RETENTION_HOURS (the current one always stays), and
+        deletes the files no retained snapshot needs."""
+        with closing(scratch_connection()) as connection:
+            report = maintain(connection, storage, table, settings.snapshot_retention_hours)
+        context.log.info(report.describe())
+        return dg.MaterializeResult(metadata={SUMMARY: dg.MetadataValue.json(asdict(report)),
+                                              **{name.replace("_", " "): value for name, value in asdict(report).items()}})
+
+    return [raw, flattened, ctr, ctr_catalog, ctr_maintenance]
 
 
-@dg.asset(key=GLUE_TABLE, deps=[CATALOG_ASSET], group_name="warehouse", kinds={"glue", "athena"})
-def ctr_glue_table(storage: S3Storage, aws: AwsClients, settings: CtrSettings):
-    """The ctr table in the Glue Data Catalog (CTR_GLUE_DATABASE), partitioned by dt with partition
-    projection, so Athena, Redshift Spectrum and QuickSight read what the pipeline writes."""
-    with closing(scratch_connection()) as connection:
-        schema, per_file = table_schema(connection, storage)
-    if not per_file:
-        raise dg.Failure("ctr_glue_table: the ctr table has no data yet; materialize ctr first")
-    dates = sorted(key.split("dt=")[1].split("/")[0] for key in per_file)
-    change = register_table(aws.client("glue"), settings.glue_database, settings.glue_table,
-                            storage.uri(TABLE_PREFIX), schema, dates)
-    return dg.MaterializeResult(
-        metadata={
-            "table": f"{settings.glue_database}.{settings.glue_table}",
-            "created": change.table_created,
-            "updated": change.table_updated,
-            "partitions added": dg.MetadataValue.json(change.partitions_added),
-            "partitions updated": change.partitions_updated,
-            "columns": dg.MetadataValue.md(markdown_table(
-                ["column", "Hive type"], [(c["Name"], c["Type"]) for c in change.columns], limit=len(change.columns))),
-            "location": dg.MetadataValue.path(storage.uri(TABLE_PREFIX)),
-        }
-    )
+def _flatten_checks(problems: list[str], checked: int, rate: float, threshold: float) -> list[dg.AssetCheckResult]:
+    """Conservation (blocking: what was read went to exactly one place) and the quarantine rate (a warning)."""
+    return [
+        dg.AssetCheckResult(check_name=CONSERVATION, passed=not problems,
+                            metadata={"checked": checked, "mismatches": dg.MetadataValue.json(problems)}),
+        dg.AssetCheckResult(check_name=QUARANTINE_RATE, passed=rate <= threshold, severity=dg.AssetCheckSeverity.WARN,
+                            metadata={"rate": rate, "threshold": threshold}),
+    ]
 
 
-def update_catalog(previous: dict, paths: dict[str, str], partition: str | None) -> tuple[dict, list[dict]]:
-    """Fold the table's current column paths into the catalog; return it and the changes as events."""
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    known = previous.get("columns", {})
-    columns, changes = {}, []
-    for path, kind in paths.items():
-        entry = dict(known.get(path) or {"first_seen_at": now, "first_seen_partition": partition})
-        if path not in known:
-            changes.append({"at": now, "path": path, "change": "added", "type": kind, "partition": partition})
-        elif entry.get("type") != kind:
-            changes.append({"at": now, "path": path, "change": "type_changed", "from": entry.get("type"), "to": kind})
-        entry["type"] = kind
-        columns[path] = entry
-    return {"updated_at": now, "columns": columns}, changes
+def catalog_columns(schema) -> list[dict]:
+    """Every column and struct field: dotted path, type, and the first appearance its doc records."""
+    columns = []
+
+    def walk(fields, prefix: str) -> None:
+        for field in fields:
+            path = f"{prefix}{field.name}"
+            kind = field.field_type
+            columns.append({"path": path, "type": _type_name(kind), "field_id": field.field_id,
+                            "first_seen": (field.doc or "").removeprefix("first seen ") or None})
+            if isinstance(kind, StructType):
+                walk(kind.fields, f"{path}.")
+            elif isinstance(kind, ListType) and isinstance(kind.element_type, StructType):
+                walk(kind.element_type.fields, f"{path}[].")
+
+    walk(schema.fields, "")
+    return columns
+
+
+def _type_name(kind) -> str:
+    """A column's type without its fields (those are listed as columns of their own)."""
+    if isinstance(kind, StructType):
+        return "struct"
+    if isinstance(kind, ListType):
+        return f"list<{_type_name(kind.element_type)}>"
+    return str(kind)
+
+
+def _first_seen_markdown(columns: list[dict]) -> str:
+    rows = [column for column in columns if column["first_seen"]]
+    rows.sort(key=lambda column: column["first_seen"], reverse=True)
+    lines = ["| column | first seen |", "|---|---|"] + [f"| {c['path']} | {c['first_seen']} |" for c in rows[:20]]
+    return "\n".join(lines)
 
 
 def _flatten_metadata(report: FlattenReport, rate: float) -> dict:
     totals = report.totals
+    summary = {"objects_flattened": len(report.objects), "objects_skipped": report.skipped,
+               "bytes_in": totals.bytes_in, "records_in": totals.records_in,
+               "records_written": totals.records_written, "records_quarantined": totals.records_quarantined,
+               "key_collisions": totals.collisions, "quarantined_by_reason": dict(totals.reasons)}
     return {
+        SUMMARY: dg.MetadataValue.json(summary),
         "objects flattened": len(report.objects),
         "objects skipped (already flattened)": report.skipped,
         "bytes in": totals.bytes_in,
@@ -235,10 +259,5 @@ def _flatten_metadata(report: FlattenReport, rate: float) -> dict:
     }
 
 
-def _table_rows(connection, storage: Storage) -> int:
-    files = sql_text(storage.uri(TABLE_PREFIX) + "*/*.parquet")
-    return connection.sql(f"SELECT count(*) FROM read_parquet({files}, union_by_name = true)").fetchall()[0][0]
-
-
-def _table_schema(schema: dict) -> dg.TableSchema:
+def column_schema(schema: dict) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name, render(kind)) for name, kind in schema.items()])

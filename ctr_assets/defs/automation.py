@@ -16,6 +16,7 @@ from ctr_assets.aws import events, kinesis
 from ctr_assets.aws.clients import AwsClients
 from ctr_assets.aws.s3 import S3Storage
 from ctr_assets.defs.assets import CTR, RAW
+from ctr_assets.lake.iceberg import TableLocation
 from ctr_assets.lake.layout import (
     FLATFILES,
     floor_hour,
@@ -50,7 +51,7 @@ def arrivals_result(new: dict[datetime, list[str]], cursor: str) -> dg.SensorRes
 
 def build_automation(
     settings: CtrSettings, etl_job: AssetJob, dashboard_job: AssetJob,
-    freshness_job: AssetJob,
+    freshness_job: AssetJob, maintenance_job: AssetJob,
 ) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition]]:
     first_hour = hour_of_partition(settings.first_hour)
 
@@ -124,10 +125,10 @@ def build_automation(
         "that still has raw objects not in the table, e.g. files copied late into an old hour folder, or "
         "objects of a run that was killed.",
     )
-    def etl_catchup(context: dg.ScheduleEvaluationContext, storage: Storage):
+    def etl_catchup(context: dg.ScheduleEvaluationContext, storage: Storage, table: TableLocation):
         now = context.scheduled_execution_time or datetime.now(timezone.utc)
         hours = hours_between(now - timedelta(hours=settings.flatfiles_retention_hours), now)
-        pending = pending_raw_keys(storage, [hour for hour in hours if in_range(hour, now)])
+        pending = pending_raw_keys(storage, table, [hour for hour in hours if in_range(hour, now)])
         if not pending:
             return dg.SkipReason("every raw object in the retention window is in the table")
         # The tick is part of the key: objects still pending after a failed or killed run are asked for
@@ -149,6 +150,15 @@ def build_automation(
     def dashboards_after_table(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
         return dg.RunRequest(run_key=f"ctr:{asset_event.run_id}")
 
+    maintenance = dg.ScheduleDefinition(
+        name="ctr_maintenance_daily",
+        job=maintenance_job,
+        cron_schedule="45 3 * * *",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Compacts the ctr table, expires snapshots older than CTR_SNAPSHOT_RETENTION_HOURS and "
+        "deletes the files no snapshot needs, once a day.",
+    )
     freshness = dg.ScheduleDefinition(
         name="raw_freshness",
         job=freshness_job,
@@ -181,7 +191,7 @@ def build_automation(
     )
     sensors = [raw_arrivals, dashboards_after_table] + ([raw_events] if settings.sqs_queue_url else []) + (
         [kinesis_landing] if settings.kinesis_stream_name else [])
-    return sensors, [etl_catchup, freshness] + ([] if settings.is_s3 else [retention])
+    return sensors, [etl_catchup, freshness, maintenance] + ([] if settings.is_s3 else [retention])
 
 
 @dg.op

@@ -8,6 +8,7 @@ from math import ceil
 import dagster as dg
 
 from ctr_assets.defs.assets import CTR, RAW
+from ctr_assets.lake.iceberg import TableLocation
 from ctr_assets.lake.layout import floor_hour, hours_between, raw_prefix
 from ctr_assets.lake.storage import Storage
 from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
@@ -43,12 +44,12 @@ TABLE_RULES = {
            for name, (blocking, description, _) in TABLE_RULES.items()],
     can_subset=True,
 )
-def ctr_table_rules(context: dg.AssetCheckExecutionContext, storage: Storage):
+def ctr_table_rules(context: dg.AssetCheckExecutionContext, storage: Storage, table: TableLocation):
     """The table rules in one step: one connection, one view over the table and one row count serve all the
     selected rules (and Dagster resolves the table's partitions once, not once per rule)."""
     selected = [name for name in TABLE_RULES if dg.AssetCheckKey(CTR, name) in context.selected_asset_check_keys]
     with closing(scratch_connection()) as connection:
-        if not refresh_ctr_view(connection, storage):
+        if not refresh_ctr_view(connection, storage, table):
             for name in selected:
                 yield dg.AssetCheckResult(asset_key=CTR, check_name=name, passed=True, metadata={"rows": 0})
             return

@@ -4,6 +4,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from ctr_assets.defs.assets import CTR
+from ctr_assets.lake.iceberg import TableLocation
 from ctr_assets.lake.layout import DASHBOARDS
 from ctr_assets.lake.storage import Storage
 from ctr_assets.metrics import dashboard
@@ -36,10 +37,11 @@ def _aggregates_asset() -> dg.AssetsDefinition:
     ]
 
     @dg.multi_asset(name="dashboard_aggregates", specs=specs, can_subset=True)
-    def aggregates(context: dg.AssetExecutionContext, storage: Storage, warehouse: DuckDBResource, settings: CtrSettings):
+    def aggregates(context: dg.AssetExecutionContext, storage: Storage, table: TableLocation, warehouse: DuckDBResource,
+                   settings: CtrSettings):
         names = [name for name in AGGREGATES if dg.AssetKey(name) in context.selected_asset_keys]
         with warehouse.get_connection() as connection:
-            if not refresh_ctr_view(connection, storage):
+            if not refresh_ctr_view(connection, storage, table):
                 raise dg.Failure(f"{', '.join(names)}: the ctr table has no data yet; materialize ctr first")
             for name in names:
                 rows = build_aggregate(connection, storage, name, metric_parameters(settings))

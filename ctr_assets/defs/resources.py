@@ -1,13 +1,17 @@
-"""Build the typed resources from the settings: the storage, the DuckDB warehouse, AWS clients."""
+"""Build the typed resources from the settings: the storage, the ctr table's catalog, the DuckDB warehouse."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import boto3
 from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
+from sqlalchemy.engine import URL
 
 from ctr_assets.aws.s3 import S3Storage
+from ctr_assets.lake.iceberg import GLUE, TableLocation
+from ctr_assets.lake.layout import ICEBERG_CATALOG, TABLE_PREFIX
 from ctr_assets.lake.storage import LocalStorage, Storage
 from ctr_assets.settings import CtrSettings
 
@@ -19,6 +23,23 @@ def storage_for(settings: CtrSettings) -> Storage:
         bucket, prefix = settings.s3_location
         return S3Storage(bucket=bucket, prefix=prefix, s3=S3Resource(endpoint_url=settings.s3_endpoint_url or None))
     return LocalStorage(root=settings.storage_url)
+
+
+def table_for(settings: CtrSettings, storage: Storage) -> TableLocation:
+    """The ctr table under parquet/ctr/: in the Glue Data Catalog with CTR_GLUE_DATABASE, else in the SQL
+    catalog of CTR_CATALOG_URI, else (a local folder) in a SQLite file inside the folder."""
+    location = storage.uri(TABLE_PREFIX).rstrip("/")
+    properties = {}
+    if settings.is_s3:
+        properties = {"s3.region": boto3.session.Session().region_name or "us-east-1"}
+        if settings.s3_endpoint_url:
+            properties["s3.endpoint"] = settings.s3_endpoint_url
+    if settings.glue_database:
+        return TableLocation(catalog_uri=GLUE, namespace=settings.glue_database, name=settings.glue_table,
+                             location=location, properties=properties)
+    catalog_uri = settings.catalog_uri or URL.create("sqlite", database=storage.uri(ICEBERG_CATALOG)).render_as_string()
+    return TableLocation(catalog_uri=catalog_uri, namespace="ctr_assets", name=settings.glue_table, location=location,
+                         properties=properties)
 
 
 def warehouse_for(settings: CtrSettings) -> DuckDBResource:

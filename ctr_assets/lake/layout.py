@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from ctr_assets.lake.table import TABLE_PREFIX
-
 RAW = "raw/"
 FLATFILES = "flatfiles/"
 QUARANTINE = "quarantine/"
+TABLE_PREFIX = "parquet/ctr/"  # the Iceberg table: data/ and metadata/
 CATALOG = "catalog/ctr/"
+ICEBERG_CATALOG = "catalog/iceberg.db"  # the embedded SQLite catalog of a local folder
+# Which flatfiles are in the table, one file per merge and arrival day. Outside the table's folder: engines
+# that clean a table (Athena's VACUUM) delete whatever its metadata does not name.
+MERGED = CATALOG + "merged/"
 DASHBOARDS = "dashboards/"
-# Which flatfiles of each arrival hour are in the table. Under the table's prefix, but Hive, Spark and
-# Athena skip a folder whose name starts with `_`, and the table's `*/*.parquet` glob matches no `.json`.
-MERGED = TABLE_PREFIX + "_merged/"
 # Everything the pipeline writes (raw/ is Firehose's).
 WRITTEN_PREFIXES = (FLATFILES, QUARANTINE, TABLE_PREFIX, CATALOG, DASHBOARDS)
 KINESIS = "kinesis/"  # checkpoints of the optional Kinesis landing
@@ -56,8 +56,18 @@ def kinesis_checkpoint_key(stream: str) -> str:
     return f"{KINESIS}{stream}/checkpoints.json"
 
 
-def merged_key(hour: datetime) -> str:
-    return MERGED + hour.astimezone(timezone.utc).strftime("%Y%m%d%H.json")
+def merged_key(day: str, merge_id: str) -> str:
+    """One merge's entry in the ledger of merged flatfiles, for one arrival day (`YYYYMMDD`)."""
+    return f"{MERGED}{day}/{merge_id}.json"
+
+
+def merged_prefix(hour: datetime) -> str:
+    return MERGED + hour.astimezone(timezone.utc).strftime("%Y%m%d/")
+
+
+def arrival_day_of_flat_key(key: str) -> str:
+    """`YYYYMMDD` of a flatfile (`flatfiles/YYYYMMDDHH...`)."""
+    return key[len(FLATFILES) : len(FLATFILES) + 8]
 
 
 def quarantine_prefix(hour: datetime) -> str:

@@ -1,9 +1,10 @@
 """The pipeline's steps on a storage, without Dagster: the assets call these, and so can tests and scripts.
 
 Crash safety comes from the order of the writes, each published in one step: an object's quarantine
-entries, then its flatfile; the table's partition files, then the ledger of merged flatfiles. A raw object
-counts as done only once its flatfile is in that ledger, so a run killed anywhere is finished by the next
-one, and every step is idempotent, so redoing part of it changes nothing.
+entries, then its flatfile; the table's commit (which lists the flatfiles it merged in its snapshot
+summary), then the ledger of merged flatfiles. A raw object counts as done only once its flatfile is merged,
+so a run killed anywhere is finished by the next one, and every step is idempotent, so redoing part of it
+changes nothing.
 """
 
 from __future__ import annotations
@@ -16,37 +17,38 @@ import multiprocessing
 import os
 import signal
 import sys
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Container, Iterable, Iterator
 
 import orjson
 
+from ctr_assets.lake.iceberg import TableLocation
 from ctr_assets.lake.layout import (
     FLATFILES,
     MERGED,
     RAW,
     WRITTEN_PREFIXES,
+    arrival_day_of_flat_key,
     flat_key,
     flat_prefix,
     hour_label,
     hour_of_raw_key,
     merged_key,
+    merged_prefix,
     quarantine_key,
     quarantine_prefix,
     raw_prefix,
 )
 from ctr_assets.lake.storage import Storage, describe_error
-from ctr_assets.lake.table import MergeResult, merge_flatfiles
+from ctr_assets.lake.table import MergeResult, merge_flatfiles, merged_by_snapshots
 from ctr_assets.records.flatten import FlattenStats, flatten_object
 from ctr_assets.records.phones import Protect
 
 Progress = Callable[[int, int, FlattenStats], None]
-# Held for every merge into the table: a merge reads whole partition files and writes them back, so two
-# at once (two CLI runs, a sensor's run and a manual one) could each drop the other's rows.
-TABLE_LOCK = "ctr_table"
 LISTING_BUDGET = 10_000  # raw keys one sensor tick lists at most: ten ListObjectsV2 pages, seconds not minutes
 
 
@@ -110,10 +112,11 @@ def flatten_hours(
     progress: Progress | None = None,
     protect_phone: Protect | None = None,
     workers: int | None = None,
+    merged: Container[str] = frozenset(),
 ) -> FlattenReport:
-    """Flatten every raw object of the given arrival hours; objects already flattened (or already merged,
-    their flatfile possibly expired) are skipped unless `reprocess` is set (their flatfile has a
-    deterministic name, so redoing them is harmless). Objects are flattened in `workers` processes
+    """Flatten every raw object of the given arrival hours; objects already flattened (or whose flatfile is
+    in `merged`, the flatfiles already in the table, possibly expired since) are skipped unless `reprocess`
+    is set (their flatfile has a deterministic name, so redoing them is harmless). Objects are flattened in `workers` processes
     (default: one per available core). A failure names the object it happened on (`ObjectFailed`);
     objects done before it stay done."""
     report = FlattenReport(abandoned_staging_removed=sum(map(storage.remove_abandoned_staging, WRITTEN_PREFIXES)))
@@ -122,9 +125,7 @@ def flatten_hours(
     for hour in hours:
         keys = raw_keys(storage, hour)
         done = set() if reprocess else {item.key for item in storage.list(flat_prefix(hour))}
-        if keys and not reprocess:
-            done |= merged_flat_keys(storage, hour)
-        pending = [key for key in keys if flat_key(key) not in done]
+        pending = [key for key in keys if flat_key(key) not in done and (reprocess or flat_key(key) not in merged)]
         report.skipped += len(keys) - len(pending)
         todo.extend(pending)
         if pending:
@@ -226,56 +227,65 @@ def conservation_problems(storage: Storage, objects: Iterable[FlattenStats]) -> 
     return problems
 
 
-def merge_hours(storage: Storage, hours: Iterable[datetime], connection) -> MergeResult | None:
-    """Merge the flattened records of the given arrival hours into the table under the table lock, then
-    record in each hour's ledger which flatfiles (at which size) are now in it. None when the hours have
-    no records (their flatfiles may have expired: the table is then left exactly as it is). The ledger
-    lives outside flatfiles/, so retention removing a flatfile never makes its raw object look pending."""
-    with storage.lock(TABLE_LOCK):
-        flatfiles = {hour: list(storage.list(flat_prefix(hour))) for hour in hours}
-        keys = [item.key for items in flatfiles.values() for item in items if item.size]
-        result = merge_flatfiles(connection, storage, keys) if keys else None
-        for hour, items in flatfiles.items():
-            if items:
-                merged = {**merged_flatfiles(storage, hour), **{item.key: item.size for item in items}}
-                storage.write(merged_key(hour), orjson.dumps({"flatfiles": merged}))
+def merge_hours(storage: Storage, location: TableLocation, hours: Iterable[datetime], connection,
+                properties: dict[str, str] | None = None) -> MergeResult | None:
+    """Merge the flatfiles of the given arrival hours that are not in the table yet (at their current size)
+    into it, then note them in the ledger of merged flatfiles. None when there is nothing to merge (the
+    flatfiles may have expired: the table is then left exactly as it is). The snapshot's summary lists the
+    same flatfiles, so a run killed between the commit and the ledger still counts them as merged."""
+    hours = list(hours)
+    merged = merged_flatfiles(storage, location, hours)
+    flatfiles = {item.key: item.size for hour in hours for item in storage.list(flat_prefix(hour))
+                 if item.size not in merged.get(item.key, ())}
+    if not flatfiles:
+        return None
+    result = merge_flatfiles(connection, storage, location, flatfiles, properties)
+    record_merged(storage, flatfiles, str(result.snapshot_id or uuid.uuid4().hex))
     return result
 
 
-def merged_flatfiles(storage: Storage, hour: datetime) -> dict[str, int]:
-    """The flatfiles of an arrival hour already in the table, with the size each had when merged."""
-    key = merged_key(hour)
-    return _ledger(storage, key) if storage.exists(key) else {}
+def record_merged(storage: Storage, flatfiles: dict[str, int], merge_id: str) -> None:
+    """Note flatfiles (key -> size) as merged: one ledger file per arrival day, never rewritten, so
+    concurrent merges never overwrite each other's entries."""
+    by_day: dict[str, dict[str, int]] = defaultdict(dict)
+    for key, size in flatfiles.items():
+        by_day[arrival_day_of_flat_key(key)][key] = size
+    for day, entries in sorted(by_day.items()):
+        storage.write(merged_key(day, merge_id), orjson.dumps(entries))
 
 
-def _ledger(storage: Storage, key: str) -> dict[str, int]:
-    return orjson.loads(storage.read(key))["flatfiles"]
+def merged_flatfiles(storage: Storage, location: TableLocation, hours: Iterable[datetime] | None = None) -> dict[str, set[int]]:
+    """The flatfiles already in the table, each with the sizes it was merged at (a flatfile grows when a
+    quarantine replay adds records to it), of the arrival days of `hours`, or all: the ledger, and what the
+    table's snapshots say they merged."""
+    prefixes = [MERGED] if hours is None else sorted({merged_prefix(hour) for hour in hours})
+    entries = merged_by_snapshots(location)
+    entries += [orjson.loads(storage.read(item.key)) for prefix in prefixes for item in storage.list(prefix)]
+    merged: dict[str, set[int]] = defaultdict(set)
+    for flatfiles in entries:
+        for key, size in flatfiles.items():
+            merged[key].add(size)
+    return dict(merged)
 
 
-def merged_flat_keys(storage: Storage, hour: datetime) -> set[str]:
-    return set(merged_flatfiles(storage, hour))
-
-
-def pending_raw_keys(storage: Storage, hours: Iterable[datetime] | None = None) -> dict[datetime, list[str]]:
+def pending_raw_keys(storage: Storage, location: TableLocation, hours: Iterable[datetime] | None = None) -> dict[datetime, list[str]]:
     """Raw objects not yet in the table, by arrival hour: never flattened and never merged, or flattened
-    but not in the ledger at the flatfile's current size (a run stopped between flattening and merging).
-    All of raw/ when `hours` is None."""
+    but not merged at the flatfile's current size (a run stopped between flattening and merging, or a
+    quarantine replay that added records). All of raw/ when `hours` is None."""
     if hours is None:
         raw = [item.key for item in storage.list(RAW)]
         flat = storage.list(FLATFILES)
-        ledgers = [item.key for item in storage.list(MERGED)]
     else:
         hours = list(hours)
         raw = [key for hour in hours for key in raw_keys(storage, hour)]
         flat = (item for hour in hours for item in storage.list(flat_prefix(hour)))
-        ledgers = [key for key in map(merged_key, hours) if storage.exists(key)]
     sizes = {item.key: item.size for item in flat}
-    merged = {key: size for ledger in ledgers for key, size in _ledger(storage, ledger).items()}
+    merged = merged_flatfiles(storage, location, hours)
     pending: dict[datetime, list[str]] = defaultdict(list)
     for key in raw:
         hour = hour_of_raw_key(key)
-        flat_size, merged_size = sizes.get(flat_key(key)), merged.get(flat_key(key))
-        unmerged = merged_size is None if flat_size is None else merged_size != flat_size
+        flat_size, merged_sizes = sizes.get(flat_key(key)), merged.get(flat_key(key), set())
+        unmerged = not merged_sizes if flat_size is None else flat_size not in merged_sizes
         if hour is not None and unmerged:
             pending[hour].append(key)
     return dict(sorted(pending.items()))

@@ -2,10 +2,11 @@
 once the cause is fixed (a code fix, a changed field type), without editing files by hand.
 
 A replayed item that now passes is appended to its raw object's flatfile (so its lineage stays that
-object's), merged into the table, and only then removed from quarantine. Each step is idempotent: a
-line already in the flatfile is not added twice and the merge keeps one row per contact, so a replay
-that was interrupted, or that runs twice, ends the same as one that ran once. An item that still fails
-stays exactly as it was.
+object's), and only then removed from quarantine. The grown flatfile is no longer merged at its current
+size, so the next merge of its hour takes it to the table (the replay runs as the `flattened` step of an
+ETL run, whose `ctr` step is that merge). Each step is idempotent: a line already in the flatfile is not
+added twice and the merge keeps one row per contact, so a replay that was interrupted, or that runs
+twice, ends the same as one that ran once. An item that still fails stays exactly as it was.
 """
 
 from __future__ import annotations
@@ -14,14 +15,18 @@ import base64
 import io
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Iterable
 
 import orjson
 
-from ctr_assets.lake.layout import QUARANTINE, flat_key, hour_of_raw_key
-from ctr_assets.lake.pipeline import merge_hours
+from ctr_assets.lake.layout import (
+    QUARANTINE,
+    flat_key,
+    hour_of_raw_key,
+    quarantine_prefix,
+)
 from ctr_assets.lake.storage import Storage
-from ctr_assets.lake.table import MergeResult
 from ctr_assets.records.flatten import flatten_object
 from ctr_assets.records.phones import Protect
 
@@ -55,27 +60,37 @@ class ReplayReport:
     """What one replay did."""
 
     examined: int = 0
-    replayed: int = 0  # items whose records are now in the table (and no longer in quarantine)
+    replayed: int = 0  # items whose records now are in their object's flatfile (and no longer in quarantine)
     records_written: int = 0
     still_failing: Counter = field(default_factory=Counter)  # by the reason they fail for now
     flatfiles_written: list[str] = field(default_factory=list)
-    merge: MergeResult | None = None
+    problems: list[str] = field(default_factory=list)  # items whose move did not land as it should
+
+    def summary(self) -> dict:
+        return {"examined": self.examined, "replayed": self.replayed, "records_written": self.records_written,
+                "still_failing": dict(self.still_failing), "flatfiles_written": self.flatfiles_written}
 
 
-def quarantined_items(storage: Storage, reason: str | None = None) -> list[QuarantineItem]:
-    """Every quarantine entry (only those with `reason`, when given), in storage order."""
-    return [item for key in _quarantine_files(storage) for item in _items(storage, key) if reason in (None, item.reason)]
+def quarantined_items(storage: Storage, reason: str | None = None, prefixes: Iterable[str] = (QUARANTINE,)) -> list[QuarantineItem]:
+    """Every quarantine entry under `prefixes` (only those with `reason`, when given), in storage order."""
+    return [item for prefix in prefixes for key in _quarantine_files(storage, prefix) for item in _items(storage, key)
+            if reason in (None, item.reason)]
 
 
-def replay(
-    storage: Storage, connection: Any, reason: str | None = None, protect_phone: Protect | None = None
-) -> ReplayReport:
-    """Run quarantined items (only those with `reason`, when given) through the current record logic and
-    move the ones that now pass into the table; `connection` is a scratch DuckDB connection."""
+def quarantined_hours(storage: Storage, reason: str | None = None) -> list[datetime]:
+    """The arrival hours holding quarantined items (with `reason`, when given) that a replay can reach."""
+    return sorted({hour for item in quarantined_items(storage, reason)
+                   if (hour := hour_of_raw_key(item.source_key)) is not None})
+
+
+def replay_hours(storage: Storage, hours: Iterable[datetime], reason: str | None = None,
+                 protect_phone: Protect | None = None) -> ReplayReport:
+    """Run the quarantined items of the given arrival hours (only those with `reason`, when given) through
+    the current record logic; the ones that now pass move to their object's flatfile."""
     report = ReplayReport()
     new_lines: dict[str, list[bytes]] = {}  # source key -> lines of its items that now pass
     resolved: dict[str, list[QuarantineItem]] = {}  # quarantine file -> its items that now pass
-    for item in quarantined_items(storage, reason):
+    for item in quarantined_items(storage, reason, [quarantine_prefix(hour) for hour in hours]):
         if hour_of_raw_key(item.source_key) is None:  # not from an arrival-hour folder: nothing merges it
             continue
         report.examined += 1
@@ -91,15 +106,29 @@ def replay(
     for source_key, lines in new_lines.items():
         if _append_new_lines(storage, flat_key(source_key), lines):
             report.flatfiles_written.append(flat_key(source_key))
-    if new_lines:
-        report.merge = merge_hours(storage, sorted({hour_of_raw_key(key) for key in new_lines}), connection)
     for file, items in resolved.items():
         _remove_entries(storage, file, items)
+    report.problems = _moved_problems(storage, new_lines, resolved)
     return report
 
 
-def _quarantine_files(storage: Storage) -> list[str]:
-    return [item.key for item in storage.list(QUARANTINE)]
+def _moved_problems(storage: Storage, new_lines: dict[str, list[bytes]], resolved: dict[str, list[QuarantineItem]]) -> list[str]:
+    """Read back what a replay stored: every record of a replayed item is in its object's flatfile, and the
+    item is gone from quarantine (conservation: each item went to exactly one place)."""
+    problems = []
+    for source_key, lines in new_lines.items():
+        held = set(storage.read(flat_key(source_key)).splitlines(keepends=True))
+        if missing := sum(line not in held for line in lines):
+            problems.append(f"{source_key}: {missing} replayed records missing from {flat_key(source_key)}")
+    for file, items in resolved.items():
+        left = set(storage.read(file).splitlines()) if storage.exists(file) else set()
+        if still := sum(item.line in left for item in items):
+            problems.append(f"{file}: {still} replayed items still in quarantine")
+    return problems
+
+
+def _quarantine_files(storage: Storage, prefix: str) -> list[str]:
+    return [item.key for item in storage.list(prefix)]
 
 
 def _items(storage: Storage, key: str) -> list[QuarantineItem]:

@@ -1,58 +1,90 @@
-"""Merge flattened records into the Parquet CTR table: one row per contactid, partitioned by initiation date.
+"""Merge flattened records into the ctr table: one row per contactid (design rule 3), one Iceberg commit.
 
-Each `dt=` partition is one Parquet file, rewritten whole and published in one step, so readers see the
-old file or the new one. The merge is a union with what is already there followed by the dedup rule, so
-it is idempotent and can never drop a row: reprocessing any input, in any order, any number of times,
-changes nothing (design rules 3 and 7).
+DuckDB computes the merge: the batch's records, deduplicated, against every stored copy of the same
+contacts in any day; then the new content of each day the merge touches (its rows, less the copies that
+lost, plus the winners of that day). pyiceberg commits it as one OVERWRITE snapshot that swaps those days'
+data files, so readers see the table before the merge or after it, never between: a contact that moves to
+another day is never seen twice or missing. When another writer commits first, nothing of this commit
+lands and the merge is computed again from the new snapshot: it is idempotent, so that is always safe.
 
-The dedup rule holds across partitions: a contact's copies are compared wherever their dates put them,
-so an updated copy whose InitiationTimestamp moved it to another date replaces the row in the old date
-(the row moves). Files gaining rows are published before files only losing them: a run killed between
-the two leaves a contact twice (which `ctr:contactid_unique` reports), never missing, and merging the
-same flatfiles again completes the move.
+A column of the pipeline's own never meets a record's: the merge's helper columns have names no
+normalized key can take (`"ctr:row"`), and the stored ones (lineage, variants) are reserved
+(`records/columns.py`).
 """
 
 from __future__ import annotations
 
+import base64
+import logging
+import random
 import shutil
 import tempfile
 import time
+import uuid
+import zlib
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import orjson
 
+from ctr_assets.lake.iceberg import (
+    CommitConflict,
+    TableLocation,
+    create_table,
+    data_files_of_days,
+    field_ids,
+    iceberg_schema_of,
+    load_catalog,
+    load_table,
+    read_snapshot_sql,
+    replace_files,
+    schema_tree,
+    snapshot_files,
+)
+from ctr_assets.lake.layout import TABLE_PREFIX
 from ctr_assets.lake.storage import STAGED_ABANDONED_SECONDS, Storage
 from ctr_assets.records._keyscan import first_of_each_shape
+from ctr_assets.records.columns import (
+    ARRIVED_AT,
+    LINEAGE,
+    PARTITION_FIELD,
+    SOURCE_KEY,
+    variant_column,
+)
+from ctr_assets.records.dedup import PRIMARY_KEY, order_by
+from ctr_assets.records.fields import STRING
 from ctr_assets.records.schema import (
     Type,
-    cast_expression,
-    fits,
-    merge,
+    column_paths,
+    evolve,
     pin,
     quote,
     relation_schema,
     render,
+    sql_list,
+    sql_text,
 )
 
-TABLE_PREFIX = "parquet/ctr/"
-# Columns the table adds to each CTR: where the winning copy came from and when it arrived.
-LINEAGE_COLUMNS = {"_source_key": "VARCHAR", "_arrived_at": "TIMESTAMP"}
+log = logging.getLogger(__name__)
+
 # The flatfile each batch line came from, put in front of its record's fields: normalized keys are `\w+`,
 # so no record can carry this one.
-SOURCE_KEY = "@flatfile"
+FLATFILE = "@flatfile"
 BATCH_FOLDER_PREFIX = "ctr-merge-"  # a merge's batch files, in the local temp folder while it runs
-
-# The dedup rule: latest LastUpdateTimestamp wins; ties go to the later arrival (object, then key). A copy
-# already in the table (`_origin` 0) wins a complete tie, so re-merging the same input rewrites nothing;
-# two differing copies with the same timestamp in one object are ordered by a hash of their content.
-WINNER_ORDER = (
-    "lastupdatetimestamp DESC NULLS LAST, _arrived_at DESC NULLS LAST, _source_key DESC NULLS LAST, "
-    "_origin ASC, _row_hash DESC"
-)
-RULE_COLUMNS = "contactid, lastupdatetimestamp, _arrived_at, _source_key"
+DATA_PREFIX = TABLE_PREFIX + "data/"
+COMMIT_ATTEMPTS = 20  # writers that lost a race to another one merge again; each loss means progress elsewhere
+SUMMARY_MERGED = "ctr-assets.merged-flatfiles"  # snapshot summary: which flatfiles (at which size) it merged
+ARRIVAL_HOURS = "ctr-assets.arrival-hours"  # snapshot summary: the arrival hours a run merged
+# Helper columns of the merge. A record's columns are `\w+` names (rule 2), so these never meet one.
+ROW, ORIGIN, HASH, DAY, RANK = '"ctr:row"', '"ctr:origin"', '"ctr:hash"', '"ctr:day"', '"ctr:rank"'
+RULE_COLUMNS = f"{PRIMARY_KEY}, lastupdatetimestamp, {ARRIVED_AT}, {SOURCE_KEY}"
+# The dedup rule (records/dedup.py), then: a copy already in the table (origin 0) wins a complete tie, so
+# merging the same input again changes nothing; two differing copies tied inside one object are ordered
+# by a hash of their content.
+WINNER_ORDER = f"{order_by()}, {ORIGIN} ASC, {HASH} DESC"
 
 
 @dataclass
@@ -63,113 +95,237 @@ class MergeResult:
     duplicates_in_batch: int = 0
     rows_inserted: int = 0
     rows_updated: int = 0
-    rows_moved: int = 0  # older copies removed from another date's partition
-    partitions_written: list[str] = field(default_factory=list)
-    partitions_widened: list[str] = field(default_factory=list)
+    rows_moved: int = 0  # stored copies removed from another day than their winner's
+    days_written: list[str] = field(default_factory=list)
+    new_columns: list[str] = field(default_factory=list)
+    variant_columns: list[str] = field(default_factory=list)  # columns whose values went beside them as text
+    snapshot_id: int | None = None  # the snapshot this merge committed, None when it changed nothing
+    attempts: int = 0
     schema: dict[str, Type] = field(default_factory=dict)
 
 
-def partition_file(dt: str) -> str:
-    return f"{TABLE_PREFIX}dt={dt}/ctr.parquet"
-
-
-def partition_date(key: str) -> str:
-    """The `dt` of a partition file's key (`parquet/ctr/dt=2026-11-27/ctr.parquet` -> `2026-11-27`)."""
-    return key.rsplit("/", 2)[-2].removeprefix("dt=")
-
-
-def table_files(storage: Storage) -> list[str]:
-    return [item.key for item in storage.list(TABLE_PREFIX) if item.key.endswith(".parquet")]
-
-
-def file_schema(connection: Any, storage: Storage, key: str) -> dict[str, Type]:
-    return relation_schema(connection.sql(f"SELECT * FROM {_read_partition(storage, key)} LIMIT 0"))
-
-
-def _read_partition(storage: Storage, key: str, row_numbers: bool = False) -> str:
-    """One partition file as stored: `dt` is in its path, and read as a column it would be written back in.
-    `row_numbers` adds each row's `file_row_number`."""
-    numbers = ", file_row_number=true" if row_numbers else ""
-    return f"read_parquet({sql_text(storage.uri(key))}, hive_partitioning=false{numbers})"
-
-
-def table_schema(connection: Any, storage: Storage) -> tuple[dict[str, Type], dict[str, dict[str, Type]]]:
-    """The table's schema (every partition's merged) and each partition file's own."""
+def merge_flatfiles(connection: Any, storage: Storage, location: TableLocation, flatfiles: dict[str, int],
+                    properties: dict[str, str] | None = None) -> MergeResult:
+    """Merge the records of NDJSON flatfiles (key -> size) into the table; `connection` is a scratch DuckDB
+    connection. `properties` go into the snapshot summary beside the list of flatfiles merged."""
     storage.attach(connection)
-    per_file = {key: file_schema(connection, storage, key) for key in table_files(storage)}
-    merged: dict[str, Type] = {}
-    for schema in per_file.values():
-        merged = merge(merged, schema)
-    return merged, per_file
-
-
-def merge_flatfiles(connection: Any, storage: Storage, flat_keys: Iterable[str]) -> MergeResult:
-    """Merge the records of NDJSON flatfiles into the table; `connection` is a scratch DuckDB connection."""
-    storage.attach(connection)
-    result = MergeResult()
-    flat_keys = list(flat_keys)
-    if not flat_keys:
-        return result
+    catalog = load_catalog(location)
     threads = int(_scalar(connection, "SELECT current_setting('threads')"))
-    with _batch_files(storage, flat_keys, parts=threads) as (paths, shape_paths):
-        current, per_file = table_schema(connection, storage)
-        result.schema = current
+    with _batch_files(storage, [key for key, size in flatfiles.items() if size], threads) as (paths, shape_paths):
         if not paths:  # the flatfiles hold no records
-            return result
+            return MergeResult()
         detected = relation_schema(connection.sql(f"SELECT * FROM {_json_reader(shape_paths)}, sample_size=-1) LIMIT 0"))
-        detected.pop(SOURCE_KEY, None)
-        if "contactid" not in detected:  # every flattened record has one: these flatfiles hold no records
-            return result
-        target = merge(merge(current, pin(detected)), LINEAGE_COLUMNS)
-        batch_columns = {SOURCE_KEY: "VARCHAR", **{name: target[name] for name in pin(detected)}}
-        columns = "{" + ", ".join(f"{sql_text(name)}: {sql_text(render(kind))}" for name, kind in batch_columns.items())
-        connection.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE incoming AS
-            WITH source AS (
-                SELECT * EXCLUDE ({quote(SOURCE_KEY)}), {_lineage_from_flatfile(quote(SOURCE_KEY))}
-                FROM {_json_reader(paths)}, columns={columns}}})
-            )
-            SELECT *, hash(source) AS _row_hash, 1 AS _origin FROM source
-            """
-        )
-    result.records_read = _scalar(connection, "SELECT count(*) FROM incoming")
-    # The batch's winning copy of each contact as its row id and the columns the dedup rule reads: whole
-    # records stay in `incoming` and are copied once, into the Parquet file.
+        detected.pop(FLATFILE, None)
+        if PRIMARY_KEY not in detected:  # every flattened record has one: these flatfiles hold no records
+            return MergeResult()
+        batch = pin(detected)
+        table = load_table(location, catalog)
+        target, conflicts = evolve(schema_tree(table.schema()) if table is not None else {}, {**batch, **LINEAGE})
+        read_as = {name: STRING if name in conflicts else target[name] for name in batch}
+        columns = "{" + ", ".join(f"{sql_text(name)}: {sql_text(render(kind))}"
+                                  for name, kind in {FLATFILE: "VARCHAR", **read_as}.items()) + "}"
+        stage_incoming(connection, f"""
+            SELECT * EXCLUDE ({quote(FLATFILE)}), {_lineage_from_flatfile(quote(FLATFILE))}
+            FROM {_json_reader(paths)}, columns={columns})""", conflicts)
+    summary = {SUMMARY_MERGED: encode_flatfiles(flatfiles), **(properties or {})}
+    return merge_incoming(connection, storage, location, target, conflicts, summary)
+
+
+def stage_incoming(connection: Any, records: str, conflicts: list[str]) -> None:
+    """The batch as the temp table `incoming`: the `records` query (typed as the table will hold them: a
+    text column reads anything as text, a struct every field it has gained), each conflicting column's
+    values moved to its variant column, and the merge's row number and content hash added."""
+    renamed = "".join(f", {quote(name)} AS {quote(variant_column(name))}" for name in conflicts)
+    excluded = f" EXCLUDE ({', '.join(map(quote, conflicts))})" if conflicts else ""
     connection.execute(
-        f"CREATE OR REPLACE TEMP TABLE batch AS SELECT rowid AS _row, {RULE_COLUMNS}, _origin, _row_hash, "
-        f"strftime(initiationtimestamp, '%Y-%m-%d') AS _dt "
-        f"FROM incoming QUALIFY row_number() OVER (PARTITION BY contactid ORDER BY {WINNER_ORDER}) = 1"
+        f"""
+        CREATE OR REPLACE TEMP TABLE incoming AS
+        WITH source AS (SELECT *{excluded}{renamed} FROM ({records}))
+        SELECT *, row_number() OVER () AS {ROW}, hash("ctr:source") AS {HASH} FROM source AS "ctr:source"
+        """
+    )
+
+
+def merge_incoming(connection: Any, storage: Storage, location: TableLocation, target: dict[str, Type],
+                   conflicts: list[str], summary: dict[str, str]) -> MergeResult:
+    """Merge the staged `incoming` records into the table (evolved to `target` first), committing once;
+    merged again from the new snapshot whenever another writer committed first."""
+    result = MergeResult(variant_columns=[variant_column(name) for name in conflicts])
+    result.records_read = _scalar(connection, "SELECT count(*) FROM incoming")
+    connection.execute(
+        f"CREATE OR REPLACE TEMP TABLE batch AS SELECT {ROW}, {RULE_COLUMNS}, {HASH}, 1 AS {ORIGIN}, "
+        f"CAST(initiationtimestamp AS DATE) AS {DAY} FROM incoming "
+        f"QUALIFY row_number() OVER (PARTITION BY {PRIMARY_KEY} ORDER BY {WINNER_ORDER}) = 1"
     )
     result.duplicates_in_batch = result.records_read - _scalar(connection, "SELECT count(*) FROM batch")
+    catalog = load_catalog(location)
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        result.attempts = attempt
+        try:
+            table, added = _evolve_schema(location, catalog, target, summary.get(ARRIVAL_HOURS))
+            result.new_columns = result.new_columns or added
+            _commit_merge(connection, storage, table, result, summary)
+        except CommitConflict as conflict:
+            log.info("another writer committed to %s first (%s): merging again", location.display, conflict)
+            time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
+            continue
+        result.schema = schema_tree(table.schema())
+        return result
+    raise RuntimeError(f"{location.display}: gave up after {COMMIT_ATTEMPTS} merges lost to concurrent writers")
 
-    for key, schema in per_file.items():
-        if not all(fits(kind, target[name]) for name, kind in schema.items()):
-            _rewrite_partition(connection, storage, key, schema, target)
-            result.partitions_widened.append(key)
 
-    _select_winners(connection, storage, per_file)
-    result.rows_inserted = _scalar(connection, "SELECT count(*) FROM winner WHERE _origin = 1 AND NOT _stored")
-    result.rows_updated = _scalar(connection, "SELECT count(*) FROM winner WHERE _origin = 1 AND _stored")
-    result.rows_moved = _scalar(connection, "SELECT count(*) FROM evicted")
-    gaining = [row[0] for row in connection.sql("SELECT DISTINCT _dt FROM batch ORDER BY 1").fetchall()]
-    losing = [row[0] for row in connection.sql("SELECT DISTINCT _dt FROM evicted ORDER BY 1").fetchall()]
-    for dt in gaining + [dt for dt in losing if dt not in gaining]:
-        _merge_partition(connection, storage, dt, target)
-        result.partitions_written.append(partition_file(dt))
-    result.schema = target
-    return result
+def _evolve_schema(location: TableLocation, catalog: Any, target: dict[str, Type], arrival_hours: str | None):
+    """The table, created or given the columns and struct fields `target` adds (metadata only: old rows read
+    them as null). Each new field's doc says when it first appeared (and in which arrival hours), which the
+    catalog asset reports."""
+    first_seen = f"first seen {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}"
+    first_seen += f" in arrival hours {arrival_hours}" if arrival_hours else ""
+    table = load_table(location, catalog)
+    if table is None:
+        return create_table(location, target, catalog, doc=first_seen), sorted(column_paths(target))
+    added = sorted(set(column_paths(target)) - set(column_paths(schema_tree(table.schema()))))
+    if added:
+        with table.update_schema() as update:
+            update.union_by_name(iceberg_schema_of(target))
+        with table.update_schema() as update:
+            for path in added:
+                update.update_column(tuple(path.replace("[].", ".element.").split(".")), doc=first_seen)
+    return table, added
+
+
+def _commit_merge(connection: Any, storage: Storage, table: Any, result: MergeResult, summary: dict[str, str]) -> None:
+    """Apply the dedup rule to the batch and every stored copy of its contacts, in any day, then commit the
+    new content of every day that changes. Raises `CommitConflict` when another writer committed first."""
+    current = snapshot_files(table)
+    stored = read_snapshot_sql(current)
+    if stored is None:
+        connection.execute(f"CREATE OR REPLACE TEMP TABLE stored AS SELECT {RULE_COLUMNS}, {DAY} FROM batch LIMIT 0")
+    else:
+        connection.execute(
+            f"CREATE OR REPLACE TEMP TABLE stored AS SELECT {RULE_COLUMNS}, CAST(initiationtimestamp AS DATE) AS {DAY} "
+            f"FROM ({stored}) WHERE {PRIMARY_KEY} IN (SELECT {PRIMARY_KEY} FROM batch)"
+        )
+    # Every copy ranked; the batch's winners (`accepted`), and the stored copies that lost, in whichever day
+    # (`evicted`). A stored copy losing to another stored copy exists only in a table another writer left
+    # with a contact in two days; its complete ties go to the later day. Copies of one contact in the same
+    # day as its stored winner cannot be told apart, and are left to `ctr:contactid_unique` to report.
+    connection.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE ranked AS
+        SELECT *, row_number() OVER (PARTITION BY {PRIMARY_KEY} ORDER BY {WINNER_ORDER}, {DAY} DESC) AS {RANK}
+        FROM (
+            SELECT {ROW}, {RULE_COLUMNS}, {HASH}, {ORIGIN}, {DAY} FROM batch
+            UNION ALL BY NAME
+            SELECT {RULE_COLUMNS}, {DAY}, 0 AS {ORIGIN}, NULL AS {HASH}, NULL AS {ROW} FROM stored
+        )
+        """
+    )
+    connection.execute(f"CREATE OR REPLACE TEMP TABLE accepted AS SELECT {ROW}, {PRIMARY_KEY}, {DAY} FROM ranked "
+                       f"WHERE {RANK} = 1 AND {ORIGIN} = 1")
+    connection.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE evicted AS
+        SELECT copy.{PRIMARY_KEY}, copy.{DAY}, copy.{DAY} <> winner.{DAY} AS moved, winner.{ORIGIN} = 1 AS updated
+        FROM ranked AS copy JOIN ranked AS winner ON copy.{PRIMARY_KEY} = winner.{PRIMARY_KEY} AND winner.{RANK} = 1
+        WHERE copy.{ORIGIN} = 0 AND copy.{RANK} > 1 AND NOT (winner.{ORIGIN} = 0 AND copy.{DAY} = winner.{DAY})
+        """
+    )
+    days = sorted({row[0] for row in connection.sql(
+        f"SELECT {DAY} FROM accepted UNION SELECT {DAY} FROM evicted").fetchall()})
+    result.rows_updated = _scalar(connection, f"SELECT count(DISTINCT {PRIMARY_KEY}) FROM evicted WHERE updated")
+    result.rows_inserted = _scalar(connection, "SELECT count(*) FROM accepted") - result.rows_updated
+    result.rows_moved = _scalar(connection, "SELECT count(*) FROM evicted WHERE moved")
+    result.days_written = [day.isoformat() for day in days]
+    if not days:  # every record lost to a stored copy: the table stays as it is
+        result.snapshot_id = None
+        return
+    result.snapshot_id = _replace_days(connection, storage, table, days, summary, with_batch=True)
+
+
+def compact_days(connection: Any, storage: Storage, table: Any, days: list[date], properties: dict[str, str]) -> int:
+    """Rewrite each of `days` as one data file holding exactly its current rows (other engines' small files
+    and delete files folded in); returns the snapshot id. Raises `CommitConflict` like a merge."""
+    return _replace_days(connection, storage, table, days, properties, with_batch=False)
+
+
+def _replace_days(connection: Any, storage: Storage, table: Any, days: list[date], summary: dict[str, str],
+                  with_batch: bool) -> int:
+    removed = data_files_of_days(table, days)
+    written = _write_days(connection, storage, table, days, with_batch)
+    try:
+        replace_files(table, removed, [storage.uri(key) for key in written], summary)
+    except CommitConflict:
+        for key in written:  # nothing references them
+            storage.delete(key)
+        raise
+    return table.current_snapshot().snapshot_id
+
+
+def _write_days(connection: Any, storage: Storage, table: Any, days: list[date], with_batch: bool) -> list[str]:
+    """One Parquet data file per day: the day's stored rows, less the copies the batch evicted, plus the
+    day's winners from the batch (`with_batch`), by contactid, with the table's field ids; none for a day
+    left empty. Returns their storage keys."""
+    columns = [field.name for field in table.schema().fields]
+    stored_days = read_snapshot_sql(snapshot_files(table, days=days))
+    write_id = uuid.uuid4().hex
+    keys = []
+    for number, day in enumerate(days):
+        parts = []
+        if stored_days:
+            evicted = (f" AND {PRIMARY_KEY} NOT IN (SELECT {PRIMARY_KEY} FROM evicted WHERE {DAY} = DATE '{day}')"
+                       if with_batch else "")
+            parts.append(f"SELECT * FROM ({stored_days}) WHERE CAST(initiationtimestamp AS DATE) = DATE '{day}'{evicted}")
+        if with_batch:
+            parts.append(f"SELECT * EXCLUDE ({ROW}, {HASH}) FROM incoming "
+                         f"WHERE {ROW} IN (SELECT {ROW} FROM accepted WHERE {DAY} = DATE '{day}')")
+        rows = " UNION ALL BY NAME ".join(parts)
+        if not _scalar(connection, f"SELECT count(*) FROM ({rows})"):  # every row moved to another day
+            continue
+        key = f"{DATA_PREFIX}{PARTITION_FIELD}={day}/{write_id}-{number:05d}.parquet"
+        present = _present(connection, rows, columns)
+        with storage.writer(key) as staged:
+            connection.execute(
+                f"COPY (SELECT {', '.join(map(quote, present))} FROM ({rows}) ORDER BY {PRIMARY_KEY}) "
+                f"TO {sql_text(staged.as_posix())} (FORMAT parquet, COMPRESSION zstd, "
+                f"FIELD_IDS {field_ids(table.schema(), present)})"
+            )
+        keys.append(key)
+    return keys
+
+
+def _present(connection: Any, rows: str, columns: list[str]) -> list[str]:
+    """The table's columns that `rows` has, in the table's order (a file may leave out columns it has no
+    values for: readers fill them with nulls)."""
+    have = set(connection.sql(f"SELECT * FROM ({rows}) LIMIT 0").columns)
+    return [name for name in columns if name in have]
+
+
+def encode_flatfiles(flatfiles: dict[str, int]) -> str:
+    """The flatfiles a snapshot merged, compact enough for its summary (keys share long prefixes)."""
+    return base64.b64encode(zlib.compress(orjson.dumps(flatfiles), 9)).decode("ascii")
+
+
+def decode_flatfiles(text: str) -> dict[str, int]:
+    return orjson.loads(zlib.decompress(base64.b64decode(text)))
+
+
+def merged_by_snapshots(location: TableLocation) -> list[dict[str, int]]:
+    """What the table's retained snapshots say they merged: per snapshot, flatfile key -> size."""
+    table = load_table(location)
+    summaries = [snapshot.summary.additional_properties for snapshot in (table.snapshots() if table else ())
+                 if snapshot.summary]
+    return [decode_flatfiles(summary[SUMMARY_MERGED]) for summary in summaries if SUMMARY_MERGED in summary]
 
 
 @contextmanager
-def _batch_files(storage: Storage, flat_keys: list[str], parts: int) -> Iterator[tuple[list[str], list[str]]]:
-    """The flatfiles' lines gathered into `parts` local NDJSON files (one per DuckDB thread), each line
-    tagged with its flatfile, and beside each the first line of every shape in it (`first_of_each_shape`
-    in _keyscan.c), in order, so each column first appears there where it first appears in the batch
-    file. DuckDB reads a few large files several times faster than many small ones, and detecting the
-    schema from one line per shape gives what detecting it from every line gives, for a fraction of the
-    work. One flatfile is in memory at a time. The flatfiles come from `local_paths` (in place on a local
-    folder, downloaded in parallel from S3)."""
+def _batch_files(storage: Storage, flat_keys: list[str], parts: int = 2) -> Iterator[tuple[list[str], list[str]]]:
+    """The flatfiles' lines gathered into `parts` local NDJSON files, each line tagged with its flatfile,
+    and beside each the first line of every shape in it (`first_of_each_shape` in _keyscan.c), in order,
+    so each column first appears there where it first appears in the batch file. DuckDB reads a few large
+    files several times faster than many small ones, and detecting the schema from one line per shape
+    gives what detecting it from every line gives, for a fraction of the work. One flatfile is in memory
+    at a time. The flatfiles come from `local_paths` (in place on a local folder, downloaded in parallel
+    from S3)."""
     remove_abandoned_batch_folders()
     with storage.local_paths(flat_keys) as sources, tempfile.TemporaryDirectory(prefix=BATCH_FOLDER_PREFIX) as folder:
         paths = [Path(folder, f"batch-{number}.ndjson") for number in range(parts)]
@@ -186,7 +342,7 @@ def _batch_files(storage: Storage, flat_keys: list[str], parts: int) -> Iterator
                 # Each line is one flattened record: an object that has at least its required fields, so
                 # it starts with `{"` and the tag can become its first field. (Splitting and joining is
                 # several times faster than replacing `\n{` with the longer tag.)
-                tag = b'{"' + SOURCE_KEY.encode() + b'":' + orjson.dumps(key) + b","
+                tag = b'{"' + FLATFILE.encode() + b'":' + orjson.dumps(key) + b","
                 part = sizes.index(min(sizes))
                 outputs[part].write(b"".join([tag + line[1:] + b"\n" for line in data.split(b"\n") if line]))
                 shape_outputs[part].write(first_of_each_shape(data, seen[part]))
@@ -219,121 +375,19 @@ def remove_abandoned_batch_folders(temp_folder: str | None = None) -> int:
     return removed
 
 
-def _select_winners(connection: Any, storage: Storage, per_file: dict[str, dict[str, Type]]) -> None:
-    """Apply the dedup rule to the batch and every copy of its contacts already in the table, in any
-    partition. Leaves `batch` holding only rows that win, `winner` one row per contact, and `evicted` the
-    table's copies that lose to a winner in another date."""
-    files = [(storage.uri(key), partition_date(key)) for key in per_file]
-    if files:
-        connection.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE stored AS
-            SELECT {RULE_COLUMNS}, dates.dt AS _dt
-            FROM read_parquet({sql_list(uri for uri, _ in files)}, filename = '_file', union_by_name = true,
-                              hive_partitioning = false) AS copies
-            JOIN (VALUES {", ".join(f"({sql_text(uri)}, {sql_text(dt)})" for uri, dt in files)}) AS dates(uri, dt)
-              ON copies._file = dates.uri
-            WHERE contactid IN (SELECT contactid FROM batch)
-            """
-        )
-    else:
-        connection.execute(f"CREATE OR REPLACE TEMP TABLE stored AS SELECT {RULE_COLUMNS}, _dt FROM batch LIMIT 0")
-    # A complete tie between stored copies in two dates (only a table broken by hand has one) goes to
-    # the later date, so the choice never depends on file order.
-    connection.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE winner AS
-        SELECT contactid, _origin, _dt, contactid IN (SELECT contactid FROM stored) AS _stored
-        FROM (
-            SELECT {RULE_COLUMNS}, _dt, _origin, _row_hash FROM batch
-            UNION ALL BY NAME
-            SELECT *, 0 AS _origin, NULL AS _row_hash FROM stored
-        )
-        QUALIFY row_number() OVER (PARTITION BY contactid ORDER BY {WINNER_ORDER}, _dt DESC) = 1
-        """
-    )
-    connection.execute("DELETE FROM batch WHERE contactid IN (SELECT contactid FROM winner WHERE _origin = 0)")
-    connection.execute(
-        "CREATE OR REPLACE TEMP TABLE evicted AS SELECT s.contactid, s._dt FROM stored s "
-        "JOIN winner w ON s.contactid = w.contactid AND s._dt <> w._dt"
-    )
-
-
-def _merge_partition(connection: Any, storage: Storage, dt: str, target: dict[str, Type]) -> None:
-    """Rewrite one date's file: its rows, less those evicted, with the batch's winners of that date."""
-    key = partition_file(dt)
-    date = sql_text(dt)
-    if not storage.exists(key):  # a new date: every winner of it is a new row
-        rows = f"SELECT * FROM incoming WHERE rowid IN (SELECT _row FROM batch WHERE _dt = {date})"
-        _write_parquet(connection, storage, key, _in_table_order(rows, _columns(connection, "incoming"), target))
-        return
-    existing = _read_partition(storage, key, row_numbers=True)
-    # The dedup rule over the file's rows and the batch's winners, ranked on the columns it reads only.
-    connection.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE kept AS
-        SELECT _row, _origin FROM (
-            SELECT file_row_number AS _row, {RULE_COLUMNS}, 0 AS _origin, NULL AS _row_hash FROM {existing}
-            WHERE contactid NOT IN (SELECT contactid FROM evicted WHERE _dt = {date})
-            UNION ALL
-            SELECT _row, {RULE_COLUMNS}, _origin, _row_hash FROM batch WHERE _dt = {date}
-        )
-        QUALIFY row_number() OVER (PARTITION BY contactid ORDER BY {WINNER_ORDER}) = 1
-        """
-    )
-    if not _scalar(connection, "SELECT count(*) FROM kept"):  # every row moved to another date
-        storage.delete(key)
-        return
-    rows = (
-        f"SELECT * FROM {existing} WHERE file_row_number IN (SELECT _row FROM kept WHERE _origin = 0) "
-        "UNION ALL BY NAME SELECT * FROM incoming WHERE rowid IN (SELECT _row FROM kept WHERE _origin = 1)"
-    )
-    columns = _columns(connection, "incoming") | set(file_schema(connection, storage, key))
-    _write_parquet(connection, storage, key, _in_table_order(rows, columns, target))
-
-
-def _in_table_order(rows: str, columns: set[str], target: dict[str, Type]) -> str:
-    """`rows` with the table's columns in schema order (the ranking helpers left out), by contactid."""
-    ordered = ", ".join(quote(name) for name in target if name in columns)
-    return f"SELECT {ordered} FROM ({rows}) ORDER BY contactid"
-
-
-def _rewrite_partition(connection: Any, storage: Storage, key: str, schema: dict[str, Type], target: dict[str, Type]) -> None:
-    """Widen one partition file's columns to the table's types (a rare schema conflict)."""
-    select = ", ".join(
-        f"{cast_expression(quote(name), kind, target.get(name, kind))} AS {quote(name)}" for name, kind in schema.items()
-    )
-    _write_parquet(connection, storage, key, f"SELECT {select} FROM {_read_partition(storage, key)}")
-
-
-def _write_parquet(connection: Any, storage: Storage, key: str, query: str) -> None:
-    with storage.writer(key) as staged:
-        connection.execute(f"COPY ({query}) TO {sql_text(staged.as_posix())} (FORMAT parquet, COMPRESSION zstd)")
-
-
 def _lineage_from_flatfile(column: str) -> str:
     """Raw key and arrival time recovered from the flatfile name (`flatfiles/YYYYMMDDHH<name>`)."""
     name = f"regexp_extract({column}, '([^/]+)$', 1)"
     stamp = f"regexp_extract({name}, '(\\d{{4}}-\\d\\d-\\d\\d-\\d\\d-\\d\\d-\\d\\d)', 1)"
     return (
         f"'raw/' || substr({name}, 1, 4) || '/' || substr({name}, 5, 2) || '/' || substr({name}, 7, 2) || '/' "
-        f"|| substr({name}, 9, 2) || '/' || substr({name}, 11) AS _source_key, "
+        f"|| substr({name}, 9, 2) || '/' || substr({name}, 11) AS {SOURCE_KEY}, "
         f"coalesce(try_strptime({stamp}, '%Y-%m-%d-%H-%M-%S'), try_strptime(substr({name}, 1, 10), '%Y%m%d%H'))"
-        " AS _arrived_at"
+        f" AS {ARRIVED_AT}"
     )
-
-
-def _columns(connection: Any, table: str) -> set[str]:
-    return set(connection.sql(f"SELECT * FROM {table} LIMIT 0").columns)
 
 
 def _scalar(connection: Any, query: str) -> int:
     return connection.sql(query).fetchall()[0][0]
 
 
-def sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def sql_list(values: Iterable[str]) -> str:
-    return "[" + ", ".join(sql_text(value) for value in values) + "]"

@@ -1,4 +1,5 @@
-"""DuckDB over the Parquet table: the `ctr` view, the dashboard aggregates, and bounded scratch connections."""
+"""DuckDB over the ctr table: the `ctr` view of a snapshot, the dashboard aggregates, and bounded scratch
+connections."""
 
 from __future__ import annotations
 
@@ -9,9 +10,15 @@ from typing import Any, Mapping
 
 import duckdb
 
+from ctr_assets.lake.iceberg import (
+    TableLocation,
+    load_table,
+    read_snapshot_sql,
+    snapshot_files,
+)
 from ctr_assets.lake.layout import DASHBOARDS
 from ctr_assets.lake.storage import Storage
-from ctr_assets.lake.table import TABLE_PREFIX, sql_text, table_files
+from ctr_assets.records.schema import sql_text
 from ctr_assets.settings import CtrSettings
 
 # The original walkthrough's two visuals, then the Connect metrics (design section 6); each name is an
@@ -40,20 +47,15 @@ def scratch_connection() -> duckdb.DuckDBPyConnection:
     return connection
 
 
-def ctr_view_sql(storage: Storage) -> str:
-    files = storage.uri(TABLE_PREFIX) + "*/*.parquet"
-    return (
-        "CREATE OR REPLACE VIEW ctr AS SELECT * FROM "
-        f"read_parquet({sql_text(files)}, hive_partitioning = true, union_by_name = true)"
-    )
-
-
-def refresh_ctr_view(connection: Any, storage: Storage) -> bool:
-    """(Re)create the `ctr` view and the views over it; False while the table has no partition yet."""
+def refresh_ctr_view(connection: Any, storage: Storage, table: TableLocation, snapshot_id: int | None = None) -> bool:
+    """(Re)create the `ctr` view, exactly the rows of the table's current snapshot (or of `snapshot_id`),
+    and the views over it; False while the table has no rows yet. The view names that snapshot's files,
+    so it shows the table as of this call: a commit made later is seen at the next refresh."""
     storage.attach(connection)
-    if not table_files(storage):
+    query = read_snapshot_sql(snapshot_files(load_table(table), snapshot_id))
+    if query is None:
         return False
-    connection.execute(ctr_view_sql(storage))
+    connection.execute(f"CREATE OR REPLACE VIEW ctr AS {query}")
     for name in VIEWS:
         connection.execute(f"CREATE OR REPLACE VIEW {name} AS {aggregate_sql(name)}")
     return True

@@ -17,6 +17,7 @@ import orjson
 
 from ctr_assets.records.bulk import split_normalized
 from ctr_assets.records.fields import FieldProblem, conform_changed
+from ctr_assets.records.normalize import free_reserved_names
 from ctr_assets.records.phones import Protect, protect_phone_numbers
 from ctr_assets.records.split import Rejected
 
@@ -75,7 +76,9 @@ def flatten_object(
         if protect_phone is not None:
             protect_phone_numbers(record, protect_phone)
             rewritten = True
-        stats.collisions += piece.collisions
+        record, renamed = free_reserved_names(record)
+        rewritten = rewritten or bool(renamed)
+        stats.collisions += piece.collisions + renamed
         stats.records_written += 1
         as_parsed = piece.text is not None and not rewritten
         flat_out.write(piece.text if as_parsed else orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))

@@ -3,7 +3,8 @@
 Every key at every depth becomes `re.sub(r'\\W+', '', key.lower())`. When two keys of one object land on
 the same name, the first keeps it and the others get `_2`, `_3`, ... in input order (skipping names
 already taken, including names other keys of the object normalize to), and each such rename is counted.
-Repeated keys in the raw JSON are treated the same way.
+Repeated keys in the raw JSON are treated the same way. Top-level names the pipeline reserves for
+columns of its own (`columns.py`) are never given to a record's key: such a key takes a suffix too.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
+from ctr_assets.records.columns import RESERVED, is_reserved
 from ctr_assets.records.split import DuplicateKeys
 
 NON_WORD = re.compile(r"\W+")
@@ -79,3 +81,24 @@ def _free_name(name: str, taken: set[str]) -> str:
     while f"{name}_{suffix}" in taken:
         suffix += 1
     return f"{name}_{suffix}"
+
+
+def free_reserved_names(record: dict) -> tuple[dict, int]:
+    """The record with any top-level key that a reserved name (`columns.RESERVED`) renamed as a collision
+    would rename it, and how many were renamed. Cached per key tuple, like `_names_of`: a record costs one
+    lookup."""
+    renames = _reserved_renames(tuple(record))
+    if not renames:
+        return record, 0
+    return {renames.get(name, name): value for name, value in record.items()}, len(renames)
+
+
+@lru_cache(maxsize=1 << 12)
+def _reserved_renames(keys: tuple[str, ...]) -> dict[str, str]:
+    taken = set(keys) | RESERVED
+    renames = {}
+    for name in keys:
+        if is_reserved(name):
+            renames[name] = _free_name(name, taken)
+            taken.add(renames[name])
+    return renames

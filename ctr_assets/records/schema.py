@@ -6,20 +6,14 @@ The trees are plain JSON, which is also how the catalog stores them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
+from ctr_assets.records.columns import variant_column
 from ctr_assets.records.fields import ANY_FIELD, KNOWN_FIELDS, STRING, TEXT
 
 Type = Any  # str | dict[str, Type] | list[Type]
 
-# Auto-detection guesses these from string contents; unknown fields keep their text instead, so a value
-# such as "2026-11-27" in a contact attribute is never silently re-typed.
-_GUESSED_FROM_TEXT = {"DATE", "TIME", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "UUID", "JSON", "NULL"}
-# Integers beyond 64 bits are detected as these, but Parquet has no 128-bit integer (DuckDB would write
-# DOUBLE and lose digits), so unknown fields holding them keep their exact text.
-_TOO_WIDE_FOR_PARQUET = {"HUGEINT", "UHUGEINT"}
-_NUMERIC_WIDENING = {frozenset({"BIGINT", "DOUBLE"}): "DOUBLE", frozenset({"BIGINT", "UBIGINT"}): "DOUBLE"}
-
+NULL = "NULL"  # what detection says of a field that held nothing but nulls
 
 def from_duckdb(duck_type: Any) -> Type:
     """A tree from a `duckdb.DuckDBPyType`."""
@@ -45,18 +39,31 @@ def render(kind: Type) -> str:
 
 
 def quote(name: str) -> str:
+    """An SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
 
 
+def sql_text(value: str) -> str:
+    """An SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_list(values: Iterable[str]) -> str:
+    """An SQL list of string literals."""
+    return "[" + ", ".join(sql_text(value) for value in values) + "]"
+
+
 def pin(detected: dict[str, Type], known: dict[str, Type] = KNOWN_FIELDS) -> dict[str, Type]:
-    """The types to read records with: documented types for known fields, cautious inference for the rest."""
+    """The types to read records with: documented types for known fields, the policy of `_pin_unknown` for
+    the rest."""
     wildcard = known.get(ANY_FIELD)
     pinned = {name: _pin_field(detected.get(name), sub) for name, sub in known.items() if name != ANY_FIELD}
     for name, kind in detected.items():
         if name not in pinned:
             pinned[name] = STRING if wildcard is not None else _pin_unknown(kind)
-    # An object known only as "any fields" that has none yet is left out until a record brings one.
-    return {name: kind for name, kind in pinned.items() if kind != {}}
+    # An object known only as "any fields" that has none yet is left out until a record brings one, and so
+    # is an undocumented field that held only nulls.
+    return {name: kind for name, kind in pinned.items() if kind != {} and kind is not None}
 
 
 def _pin_field(detected: Type | None, known: Type) -> Type:
@@ -68,56 +75,71 @@ def _pin_field(detected: Type | None, known: Type) -> Type:
     return STRING if known == TEXT else known
 
 
-def _pin_unknown(kind: Type) -> Type:
+def _pin_unknown(kind: Type) -> Type | None:
+    """Undocumented fields: objects stay objects and lists stay lists, so `x.y` works in SQL, but every
+    scalar is text from the start (a number or boolean as its JSON text). A table column cannot change its
+    type later (Iceberg widens nothing to text), so guessing BIGINT from a first batch would leave no
+    lossless place for the "12a" or 1.5 of a later one. A field that held only nulls gets no column yet;
+    an object with no field but nulls is kept as its JSON text."""
     if isinstance(kind, dict):
-        return {name: _pin_unknown(sub) for name, sub in kind.items()} if kind else STRING
+        fields = {name: pinned for name, sub in kind.items() if (pinned := _pin_unknown(sub)) is not None}
+        return fields or STRING
     if isinstance(kind, list):
-        return [_pin_unknown(kind[0])]
-    as_text = kind in _GUESSED_FROM_TEXT or kind in _TOO_WIDE_FOR_PARQUET or kind.startswith(("MAP(", "UNION("))
-    return STRING if as_text else kind
+        return [_pin_unknown(kind[0]) or STRING]
+    return None if kind == NULL else STRING
 
 
-def merge(old: Type, new: Type) -> Type:
-    """The narrowest type that holds every value of both without loss (a conflict widens to VARCHAR)."""
-    if old == new:
-        return old
-    if isinstance(old, dict) and isinstance(new, dict):
-        merged = dict(old)
-        for name, kind in new.items():
-            merged[name] = merge(old[name], kind) if name in old else kind
-        return merged
-    if isinstance(old, list) and isinstance(new, list):
-        return [merge(old[0], new[0])]
-    if isinstance(old, str) and isinstance(new, str):
-        return _NUMERIC_WIDENING.get(frozenset({old, new}), STRING)
-    return STRING
+def evolve(table: dict[str, Type], batch: dict[str, Type]) -> tuple[dict[str, Type], list[str]]:
+    """The table's schema once a batch read with `batch` types is in it, and the batch's top-level columns
+    whose values cannot take their column's type. New columns and struct fields are added; nothing is
+    retyped. A text column takes anything (objects as their JSON text). A conflict (an object where the
+    table has a list, text where it has an object, ...) sends that batch's values of the column to
+    `<column>__v_text`, as JSON text, leaving the column itself null for those rows."""
+    evolved, conflicts = dict(table), []
+    for name, kind in batch.items():
+        if name not in table:
+            evolved[name] = kind
+        elif (widened := _widen(table[name], kind)) is None:
+            conflicts.append(name)
+            evolved.setdefault(variant_column(name), STRING)
+        else:
+            evolved[name] = widened
+    return evolved, conflicts
 
 
-def fits(kind: Type, target: Type) -> bool:
-    """True when a Parquet column of `kind` reads as `target` by name alone (struct fields may be missing)."""
-    if isinstance(kind, dict) and isinstance(target, dict):
-        return all(name in target and fits(sub, target[name]) for name, sub in kind.items())
-    if isinstance(kind, list) and isinstance(target, list):
-        return fits(kind[0], target[0])
-    return kind == target
+def _widen(column: Type, values: Type) -> Type | None:
+    """`column` with the fields `values` adds, or None when `values` cannot be stored in it."""
+    if column == STRING or column == values:
+        return column
+    if isinstance(column, dict) and isinstance(values, dict):
+        fields = dict(column)
+        for name, kind in values.items():
+            if name not in column:
+                fields[name] = kind
+            elif (widened := _widen(column[name], kind)) is None:
+                return None
+            else:
+                fields[name] = widened
+        return fields
+    if isinstance(column, list) and isinstance(values, list):
+        inner = _widen(column[0], values[0])
+        return None if inner is None else [inner]
+    return None
 
 
-def cast_expression(expr: str, kind: Type, target: Type) -> str:
-    """SQL turning `expr` of type `kind` into `target`; only conflicts need more than a plain cast."""
-    if fits(kind, target):
+def cast_to(expr: str, kind: Type, target: Type) -> str:
+    """SQL giving `expr`, of type `kind`, the type `target`: an object or list bound for text becomes its
+    JSON text, structs are cast field by field (a field `target` lacks is left out)."""
+    if kind == target:
         return expr
     if target == STRING:
-        if isinstance(kind, (dict, list)):
-            return f"CAST(to_json({expr}) AS VARCHAR)"
-        return f"CAST({expr} AS VARCHAR)"
+        return f"CAST(to_json({expr}) AS VARCHAR)" if isinstance(kind, (dict, list)) else f"CAST({expr} AS VARCHAR)"
     if isinstance(kind, dict) and isinstance(target, dict):
-        fields = ", ".join(
-            f"{quote(name)} := {cast_expression(f'{expr}.{quote(name)}', sub, target[name])}"
-            for name, sub in kind.items()
-        )
+        fields = ", ".join(f"{quote(name)} := {cast_to(f'{expr}.{quote(name)}', sub, target[name])}"
+                           for name, sub in kind.items() if name in target)
         return f"CASE WHEN {expr} IS NULL THEN NULL ELSE struct_pack({fields}) END"
     if isinstance(kind, list) and isinstance(target, list):
-        return f"list_transform({expr}, lambda item: {cast_expression('item', kind[0], target[0])})"
+        return f"list_transform({expr}, lambda item: {cast_to('item', kind[0], target[0])})"
     return f"CAST({expr} AS {render(target)})"
 
 
