@@ -25,7 +25,7 @@ from ctr_assets.settings import CtrSettings
 ETL_JOB = "ctr_etl"
 DASHBOARD_JOB = "ctr_dashboards"
 FRESHNESS_JOB = "raw_freshness"
-MAINTENANCE_JOB = "ctr_maintenance"
+MAINTENANCE_JOB = "ctr_table_maintenance"
 
 
 def hourly_partitions(settings: CtrSettings) -> dg.HourlyPartitionsDefinition:

@@ -176,9 +176,20 @@ class FlakyEndpoint:
             def log_message(self, *args):
                 pass
 
-            def _any(self):
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    chunks = []
+                    while size := int(self.rfile.readline().split(b";")[0], 16):
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
+                        pass
+                    return b"".join(chunks)
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
+                return self.rfile.read(length) if length else b""
+
+            def _any(self):
+                body = self._body()
                 with endpoint.lock:
                     endpoint.requests += 1
                     fault = endpoint.fail_every and endpoint.requests % endpoint.fail_every == 0
@@ -196,7 +207,9 @@ class FlakyEndpoint:
                     self.wfile.write(endpoint.SLOW_DOWN)
                     return
                 upstream = http.client.HTTPConnection(endpoint.target.hostname, endpoint.target.port, timeout=60)
-                headers = {name: value for name, value in self.headers.items() if name.lower() != "connection"}
+                headers = {name: value for name, value in self.headers.items()
+                           if name.lower() not in ("connection", "transfer-encoding", "expect", "content-length")}
+                headers["Content-Length"] = str(len(body))
                 upstream.request(self.command, self.path, body=body, headers=headers)
                 response = upstream.getresponse()
                 data = response.read()
@@ -204,7 +217,8 @@ class FlakyEndpoint:
                 for name, value in response.getheaders():
                     if name.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server"):
                         self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
+                length = response.getheader("Content-Length") if self.command == "HEAD" else None
+                self.send_header("Content-Length", length or str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)

@@ -1,6 +1,7 @@
 """Shared builders for the Dagster-layer tests: real folders, real DuckDB, real Dagster instances."""
 
 import json
+import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -24,6 +25,9 @@ SAMPLE_START = datetime(2026, 3, 2, 8, tzinfo=timezone.utc)
 
 
 def settings_for(tmp_path: Path, storage_url: str | None = None, **overrides) -> CtrSettings:
+    """Settings of a test: a folder below `tmp_path` by default; a bucket's table in a Glue database of its own."""
+    if storage_url and storage_url.startswith("s3://") and "catalog_uri" not in overrides:
+        overrides.setdefault("glue_database", f"connect_{uuid.uuid4().hex[:8]}")
     return CtrSettings.from_env(
         {}, storage_url=storage_url or str(tmp_path / "data"), first_hour="2026-01-01-00:00", **overrides
     )

@@ -14,13 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ctr_assets.lake.layout import flat_key
-from ctr_assets.lake.table import merge_flatfiles
 from ctr_assets.records.flatten import flatten_object
-from ctr_assets.records.normalize import normalize_keys
+from ctr_assets.records.normalize import free_reserved_names, normalize_keys
 from ctr_assets.records.split import MAX_DEPTH, MAX_RECORD_BYTES
 from ctr_assets_tests.helpers import SAMPLE_START, raw_key
 from ctr_assets_tests.test_split import JSON_VALUES
-from ctr_assets_tests.test_table import put_flatfile, table
+from ctr_assets_tests.test_table import merge_flatfiles, put_flatfile, table
 
 KEY = "raw/2026/11/27/10/ctr-stream-1-2026-11-27-10-05-00-0000"
 INITIATED = "2026-11-27T10:00:00Z"
@@ -53,7 +52,8 @@ def flatten(data: bytes):
 # One part of a Firehose object: its bytes, and what must become of it (a line, or a quarantine reason).
 def _good(contact_id: int, extras: dict, compact: bool, ascii_only: bool, bom: bool):
     record = {"ContactId": f"c{contact_id}", "InitiationTimestamp": INITIATED, **extras}
-    expected = {"contactid": f"c{contact_id}", "initiationtimestamp": INITIATED, **normalize_keys(extras)[0]}
+    normalized = {"contactid": f"c{contact_id}", "initiationtimestamp": INITIATED, **normalize_keys(extras)[0]}
+    expected, _ = free_reserved_names(normalized)
     return (BOM if bom else b"") + encode(record, compact, ascii_only), ("written", expected)
 
 
@@ -195,8 +195,8 @@ def test_a_value_nested_to_the_limit_reaches_the_table_intact(connection, storag
         deep = [deep]
     key = put_flatfile(storage, "2026-11-27T10:05:00", ctr("deep", Deep=deep))
     merge_flatfiles(connection, storage, [key])
-    (row,) = table(connection, storage, "contactid, CAST(to_json(deep) AS VARCHAR) AS deep")
-    assert json.loads(row["deep"]) == deep
+    (row,) = table(connection, storage, "contactid, deep")
+    assert json.loads(row["deep"]) == deep  # deeper than a column may nest: kept as its JSON text
 
 
 def test_32_kb_attributes_reach_the_table_byte_for_byte(connection, storage):

@@ -7,14 +7,15 @@ from ctr_assets.api import run_pipeline
 from ctr_assets.definitions import hourly_partitions
 from ctr_assets.defs.assets import build_assets
 from ctr_assets.defs.dashboards import build_dashboard_assets
-from ctr_assets.defs.resources import storage_for, warehouse_for
+from ctr_assets.defs.resources import storage_for, table_for, warehouse_for
 from ctr_assets_tests.helpers import settings_for, write_sample
 
 
 def materialize(settings, *names: str) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         build_assets(hourly_partitions(settings)) + build_dashboard_assets(), selection=list(names), instance=dg.DagsterInstance.ephemeral(),
-        resources={"storage": storage_for(settings), "warehouse": warehouse_for(settings), "settings": settings},
+        resources={"storage": storage_for(settings), "table": table_for(settings, storage_for(settings)),
+                   "warehouse": warehouse_for(settings), "settings": settings},
         raise_on_error=False)
 
 

@@ -165,14 +165,14 @@ def test_etl_catchup_requests_unflattened_objects_of_older_hours(setup):
     def evaluate():
         with dg.build_schedule_context(instance=instance, scheduled_execution_time=now,
                                        repository_def=definitions.get_repository_def(),
-                                       resources={"storage": storage}) as context:
+                                       resources={"storage": storage, "table": definitions.resources["table"]}) as context:
             return schedule.evaluate_tick(context)
 
     before = evaluate()
     flatten_raw_object(storage, late)
     flattened_only = evaluate()  # as a run killed between flattening and merging leaves it
     with duckdb.connect() as connection:
-        merge_hours(storage, [old_hour], connection)
+        merge_hours(storage, definitions.resources["table"], [old_hour], connection)
     after = evaluate()
 
     assert [request.partition_key for request in before.run_requests] == [partition_of_hour(old_hour)]

@@ -91,6 +91,7 @@ def test_every_command_works_on_a_bucket(s3_settings, monkeypatch, capsys):
 
 def test_a_missing_bucket_is_one_clear_line(moto, monkeypatch, capsys):
     monkeypatch.setenv("CTR_S3_ENDPOINT_URL", moto.url)
+    monkeypatch.setenv("CTR_GLUE_DATABASE", "connect")
     assert main(["status", "--storage", "s3://no-such-bucket/ctr"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "ctr-assets: error: CTR_STORAGE_URL: bucket 'no-such-bucket' does not exist: check the name, AWS_REGION "
@@ -100,7 +101,7 @@ def test_a_missing_bucket_is_one_clear_line(moto, monkeypatch, capsys):
 def test_a_permission_missing_inside_a_dagster_run_is_one_line_naming_it(s3_settings, moto, monkeypatch, capsys):
     storage = storage_for(s3_settings)
     write_sample(storage, hours=1, contacts_per_hour=5, batch_seconds=3600)
-    reader = moto.user_allowed("s3:ListBucket", "s3:GetObject")  # may look, may not write flatfiles
+    reader = moto.user_allowed("s3:ListBucket", "s3:GetObject", "glue:*")  # may look, may not write flatfiles
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", reader["aws_access_key_id"])
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", reader["aws_secret_access_key"])
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
@@ -115,8 +116,10 @@ def test_a_permission_missing_inside_a_dagster_run_is_one_line_naming_it(s3_sett
     assert f"{storage.url}/flatfiles/" in line
 
 
-def test_retention_is_a_lifecycle_rule_on_a_bucket_and_a_cleanup_on_a_folder(s3_settings, moto, tmp_path, capsys):
+def test_retention_is_a_lifecycle_rule_on_a_bucket_and_a_cleanup_on_a_folder(s3_settings, moto, tmp_path, capsys,
+                                                                             monkeypatch):
     assert main(["retention", "--hours", "48"]) == 0  # CTR_STORAGE_URL names the bucket
+    monkeypatch.delenv("CTR_GLUE_DATABASE")  # a folder's table has its catalog inside it
     (rule,) = moto.client("s3").get_bucket_lifecycle_configuration(Bucket=s3_settings.s3_location[0])["Rules"]
     assert rule["Filter"] == {"Prefix": "contact-centre/flatfiles/"} and rule["Expiration"] == {"Days": 2}
 

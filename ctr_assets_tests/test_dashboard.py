@@ -24,7 +24,7 @@ from ctr_assets.metrics.warehouse import (
 )
 from ctr_assets.settings import CtrSettings
 from ctr_assets_tests.browser import CHROMIUM, Browser
-from ctr_assets_tests.helpers import write_month_of_contacts
+from ctr_assets_tests.helpers import local_table, write_month_of_contacts
 
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs it)")
 LAPTOP = (1366, 768)
@@ -108,7 +108,7 @@ def test_a_month_of_a_200_agent_centre_stays_small_and_readable(tmp_path):
     contacts = write_month_of_contacts(storage, days=30, agents=200)
     settings = CtrSettings.from_env({}, storage_url=storage.root)
     with closing(scratch_connection()) as connection:
-        refresh_ctr_view(connection, storage)
+        refresh_ctr_view(connection, storage, local_table(storage))
         for name in AGGREGATES:
             build_aggregate(connection, storage, name, metric_parameters(settings))
         html = render_dashboard(connection, settings)

@@ -110,4 +110,4 @@ def test_the_sensor_lands_records_that_the_graph_then_turns_into_the_table(strea
 
     assert "landed 3 records from 2 shards in raw/" in result.skip_message
     assert capsys.readouterr().out.startswith("0 records from 2 shards")
-    assert summary.ok and summary.counts["records in"] == 3 and summary.table_rows == 2
+    assert summary.ok and summary.flattened["records_in"] == 3 and summary.table_rows == 2

@@ -83,6 +83,13 @@ def test_unknown_fields_keep_their_shape_and_every_scalar_is_text(detected, pinn
     assert pin({"newfield": detected})["newfield"] == pinned
 
 
+def test_an_unknown_value_nested_deeper_than_a_column_may_nest_is_kept_as_text():
+    deep = "VARCHAR"
+    for _ in range(21):
+        deep = [deep]
+    assert pin({"deep": deep, "fine": [[{"a": "BIGINT"}]]}) == {**pin({}), "deep": "VARCHAR", "fine": [[{"a": "VARCHAR"}]]}
+
+
 def test_an_unknown_field_that_held_only_nulls_gets_no_column_yet():
     assert "newfield" not in pin({"newfield": "NULL"})
 

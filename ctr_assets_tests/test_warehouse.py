@@ -4,7 +4,6 @@ Those contacts went through the real pipeline (Firehose objects, flatten, dedup,
 service level; each expectation below says which contacts make it up.
 """
 
-import shutil
 from contextlib import closing
 from datetime import date, datetime
 
@@ -13,7 +12,6 @@ import duckdb
 import pytest
 
 from ctr_assets.lake.storage import LocalStorage
-from ctr_assets.lake.table import TABLE_PREFIX
 from ctr_assets.metrics.warehouse import (
     AGGREGATES,
     build_aggregate,
@@ -21,6 +19,7 @@ from ctr_assets.metrics.warehouse import (
     refresh_ctr_view,
     scratch_connection,
 )
+from ctr_assets_tests.helpers import local_table
 
 
 def rows(hand_built, query: str) -> list[dict]:
@@ -34,12 +33,11 @@ def by_key(records: list[dict], *key: str) -> dict[tuple, dict]:
 
 
 def rebuilt(hand_built, tmp_path, name: str, **overrides) -> list[dict]:
-    """One aggregate built again from a copy of the table, with other settings."""
+    """One aggregate built again from the same table with other settings, written to another folder."""
     storage = LocalStorage(root=str(tmp_path))
-    shutil.copytree(hand_built.storage.path(TABLE_PREFIX), storage.path(TABLE_PREFIX))
     settings = hand_built.settings.model_copy(update=overrides)
     with closing(scratch_connection()) as connection:
-        refresh_ctr_view(connection, storage)
+        refresh_ctr_view(connection, hand_built.storage, local_table(hand_built.storage))
         build_aggregate(connection, storage, name, metric_parameters(settings))
         relation = connection.sql(f"SELECT * FROM {name}")
         return [dict(zip(relation.columns, row)) for row in relation.fetchall()]
@@ -47,7 +45,7 @@ def rebuilt(hand_built, tmp_path, name: str, **overrides) -> list[dict]:
 
 def test_duplicates_and_updated_copies_count_once_with_their_latest_outcome(hand_built):
     # 13 deliveries: answered-at-x three times (twice in one object), the chat twice (stale, then updated).
-    assert hand_built.summary.counts["records in"] == 13
+    assert hand_built.summary.flattened["records_in"] == 13
     assert hand_built.summary.table_rows == 10
     (chat,) = rows(hand_built, "SELECT * FROM contact_facts WHERE contactid = 'chat'")
     assert chat["is_handled"] and not chat["is_abandoned"] and chat["agent_username"] == "dave"

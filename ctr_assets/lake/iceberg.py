@@ -9,12 +9,14 @@ Spark and QuickSight see the same table. Any other SQL catalog URI (e.g. a Postg
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 import dagster as dg
 import pyarrow.parquet as pq
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 from pyiceberg.catalog import Catalog
 from pyiceberg.exceptions import (
@@ -62,6 +64,7 @@ from pyiceberg.types import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from ctr_assets.lake.storage import StorageError
 from ctr_assets.records.columns import PARTITION_FIELD
 from ctr_assets.records.dedup import PRIMARY_KEY as IDENTIFIER
 from ctr_assets.records.schema import Type, quote, render, sql_text
@@ -112,6 +115,25 @@ class TableLocation(dg.ConfigurableResource):
         return f"{self.namespace}.{self.name} ({where})"
 
 
+@contextmanager
+def catalog_errors(location: TableLocation) -> Iterator[None]:
+    """AWS errors of the Glue catalog (and of the table's files on S3) as the one line that names what to
+    check, like every other AWS error of the pipeline."""
+    try:
+        yield
+    except (BotoCoreError, ClientError) as error:
+        from ctr_assets.aws.clients import explain
+
+        raise StorageError(explain(error, "CTR_GLUE_DATABASE", f"Glue table {location.namespace}.{location.name}",
+                                   "glue:GetDatabase, glue:CreateDatabase, glue:GetTable, glue:CreateTable and "
+                                   "glue:UpdateTable", "AWS_ENDPOINT_URL_GLUE")) from error
+    except OSError as error:
+        if "AWS Error" not in str(error):
+            raise
+        raise StorageError(f"CTR_STORAGE_URL: the table's files under {location.location}: "
+                           f"{str(error).splitlines()[0]}") from error
+
+
 def load_catalog(location: TableLocation) -> Catalog:
     if location.catalog_uri == GLUE:
         from pyiceberg.catalog.glue import GlueCatalog
@@ -132,28 +154,30 @@ def load_catalog(location: TableLocation) -> Catalog:
 
 def load_table(location: TableLocation, catalog: Catalog | None = None) -> Table | None:
     """The table, or None before the first merge created it."""
-    catalog = catalog or load_catalog(location)
-    try:
-        return catalog.load_table(location.identifier)
-    except NoSuchTableError:
-        return None
+    with catalog_errors(location):
+        catalog = catalog or load_catalog(location)
+        try:
+            return catalog.load_table(location.identifier)
+        except NoSuchTableError:
+            return None
 
 
 def create_table(location: TableLocation, schema: dict[str, Type], catalog: Catalog | None = None,
                  doc: str | None = None) -> Table:
     """Create the table (or load it, when another writer just did) with `schema` (each column with `doc`),
     partitioned by the UTC day of `initiationtimestamp`, `contactid` its identifier field."""
-    catalog = catalog or load_catalog(location)
-    try:
-        catalog.create_namespace_if_not_exists(location.namespace)
-    except IntegrityError:  # another process created it between the check and the insert
-        pass
     iceberg_schema = iceberg_schema_of(schema, doc)
     source = iceberg_schema.find_field(PARTITION_SOURCE)
     spec = PartitionSpec(PartitionField(source_id=source.field_id, field_id=1000, transform=DayTransform(),
                                         name=PARTITION_FIELD))
-    return catalog.create_table_if_not_exists(location.identifier, iceberg_schema, location=location.location,
-                                              partition_spec=spec, properties=TABLE_PROPERTIES)
+    with catalog_errors(location):
+        catalog = catalog or load_catalog(location)
+        try:
+            catalog.create_namespace_if_not_exists(location.namespace)
+        except IntegrityError:  # another process created it between the check and the insert
+            pass
+        return catalog.create_table_if_not_exists(location.identifier, iceberg_schema, location=location.location,
+                                                  partition_spec=spec, properties=TABLE_PROPERTIES)
 
 
 def iceberg_schema_of(schema: dict[str, Type], doc: str | None = None) -> Schema:

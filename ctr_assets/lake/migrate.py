@@ -36,6 +36,7 @@ from ctr_assets.records.schema import (
     pin,
     quote,
     relation_schema,
+    render,
     sql_list,
 )
 
@@ -71,8 +72,9 @@ def migrate_partition_files(connection: Any, storage: Storage, location: TableLo
     batch = pin({name: kind for name, kind in detected.items() if name not in LINEAGE})
     table = load_table(location)
     target, conflicts = evolve(schema_tree(table.schema()) if table is not None else {}, {**batch, **LINEAGE})
-    columns = [cast_to(quote(name), detected[name], STRING if name in conflicts else target[name]) + f" AS {quote(name)}"
-               for name in batch if name in detected] + [quote(name) for name in LINEAGE if name in detected]
+    wanted = {**{name: STRING if name in conflicts else target[name] for name in batch}, **LINEAGE}
+    columns = [(cast_to(quote(name), detected[name], kind) if name in detected else f"CAST(NULL AS {render(kind)})")
+               + f" AS {quote(name)}" for name, kind in wanted.items()]
     stage_incoming(connection, f"SELECT {', '.join(columns)} FROM {old}", conflicts)
     report.rows = connection.sql("SELECT count(*) FROM incoming").fetchall()[0][0]
     report.merge = merge_incoming(connection, storage, location, target, conflicts,

@@ -33,6 +33,7 @@ import orjson
 from ctr_assets.lake.iceberg import (
     CommitConflict,
     TableLocation,
+    catalog_errors,
     create_table,
     data_files_of_days,
     field_ids,
@@ -162,9 +163,10 @@ def merge_incoming(connection: Any, storage: Storage, location: TableLocation, t
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         result.attempts = attempt
         try:
-            table, added = _evolve_schema(location, catalog, target, summary.get(ARRIVAL_HOURS))
-            result.new_columns = result.new_columns or added
-            _commit_merge(connection, storage, table, result, summary)
+            with catalog_errors(location):
+                table, added = _evolve_schema(location, catalog, target, summary.get(ARRIVAL_HOURS))
+                result.new_columns = result.new_columns or added
+                _commit_merge(connection, storage, table, result, summary)
         except CommitConflict as conflict:
             log.info("another writer committed to %s first (%s): merging again", location.display, conflict)
             time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
@@ -265,7 +267,7 @@ def _write_days(connection: Any, storage: Storage, table: Any, days: list[date],
     """One Parquet data file per day: the day's stored rows, less the copies the batch evicted, plus the
     day's winners from the batch (`with_batch`), by contactid, with the table's field ids; none for a day
     left empty. Returns their storage keys."""
-    columns = [field.name for field in table.schema().fields]
+    types = schema_tree(table.schema())
     stored_days = read_snapshot_sql(snapshot_files(table, days=days))
     write_id = uuid.uuid4().hex
     keys = []
@@ -282,10 +284,12 @@ def _write_days(connection: Any, storage: Storage, table: Any, days: list[date],
         if not _scalar(connection, f"SELECT count(*) FROM ({rows})"):  # every row moved to another day
             continue
         key = f"{DATA_PREFIX}{PARTITION_FIELD}={day}/{write_id}-{number:05d}.parquet"
-        present = _present(connection, rows, columns)
+        present = _present(connection, rows, list(types))
+        # Each column as the table types it (every field of a struct, in order), named by field id.
+        typed = ", ".join(f"CAST({quote(name)} AS {render(types[name])}) AS {quote(name)}" for name in present)
         with storage.writer(key) as staged:
             connection.execute(
-                f"COPY (SELECT {', '.join(map(quote, present))} FROM ({rows}) ORDER BY {PRIMARY_KEY}) "
+                f"COPY (SELECT {typed} FROM ({rows}) ORDER BY {PRIMARY_KEY}) "
                 f"TO {sql_text(staged.as_posix())} (FORMAT parquet, COMPRESSION zstd, "
                 f"FIELD_IDS {field_ids(table.schema(), present)})"
             )

@@ -14,6 +14,9 @@ from ctr_assets.records.fields import ANY_FIELD, KNOWN_FIELDS, STRING, TEXT
 Type = Any  # str | dict[str, Type] | list[Type]
 
 NULL = "NULL"  # what detection says of a field that held nothing but nulls
+# Objects and lists nested deeper than this are kept as JSON text: Parquet readers refuse schemas nested
+# much deeper (pyarrow stops at 100 levels, and a list takes two), and a CTR nests 4.
+MAX_COLUMN_NESTING = 20
 
 def from_duckdb(duck_type: Any) -> Type:
     """A tree from a `duckdb.DuckDBPyType`."""
@@ -80,13 +83,24 @@ def _pin_unknown(kind: Type) -> Type | None:
     scalar is text from the start (a number or boolean as its JSON text). A table column cannot change its
     type later (Iceberg widens nothing to text), so guessing BIGINT from a first batch would leave no
     lossless place for the "12a" or 1.5 of a later one. A field that held only nulls gets no column yet;
-    an object with no field but nulls is kept as its JSON text."""
+    an object with no field but nulls is kept as its JSON text, and so is a value nested deeper than
+    `MAX_COLUMN_NESTING`."""
+    if _nesting(kind) > MAX_COLUMN_NESTING:
+        return STRING
     if isinstance(kind, dict):
         fields = {name: pinned for name, sub in kind.items() if (pinned := _pin_unknown(sub)) is not None}
         return fields or STRING
     if isinstance(kind, list):
         return [_pin_unknown(kind[0]) or STRING]
     return None if kind == NULL else STRING
+
+
+def _nesting(kind: Type) -> int:
+    if isinstance(kind, dict):
+        return 1 + max(map(_nesting, kind.values()), default=0)
+    if isinstance(kind, list):
+        return 1 + _nesting(kind[0])
+    return 0
 
 
 def evolve(table: dict[str, Type], batch: dict[str, Type]) -> tuple[dict[str, Type], list[str]]:
