@@ -8,26 +8,31 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import PrivateAttr
 
 from ctr_assets.defs.resources import storage_for, table_for
 from ctr_assets.lake.layout import flat_key, quarantine_key
 from ctr_assets.lake.pipeline import ObjectFailed, flatten_hours, pending_raw_keys
 from ctr_assets.lake.storage import LocalStorage, StorageError
-from ctr_assets.records.flatten import flatten_object
 from ctr_assets_tests.drivers import derived_state, run_all_pending, write_crash_sample
 from ctr_assets_tests.helpers import local_table, settings_for
 
 
 class BrokenStorage(LocalStorage):
-    """A folder on which reading keys that contain `broken` fails (an error no retry can mend)."""
+    """A folder on which reading keys that contain `broken` fails (an error no retry can mend), and
+    publishing keys that contain `slow` takes three seconds (a write in flight)."""
 
     broken: str = ""
+    slow: str = ""
 
     def _read(self, key):
         if self.broken and self.broken in key:
             raise PermissionError(f"{key}: no access")
         return super()._read(key)
+
+    def _publish(self, staged, key):
+        if self.slow and self.slow in key:
+            time.sleep(3)
+        super()._publish(staged, key)
 
 
 def test_a_flaky_bucket_ends_like_a_healthy_one_through_botocores_retries(moto, flaky_endpoint, tmp_path):
@@ -39,8 +44,8 @@ def test_a_flaky_bucket_ends_like_a_healthy_one_through_botocores_retries(moto, 
                            glue_database="flaky_healthy", duckdb_path=str(tmp_path / "healthy.duckdb"))
     flaky = settings_for(tmp_path / "flaky", storage_url=f"s3://{bucket}/flaky", s3_endpoint_url=flaky_endpoint.url,
                          glue_database="flaky_flaky", duckdb_path=str(tmp_path / "flaky.duckdb"))
-    for settings in (healthy, flaky):
-        write_crash_sample(storage_for(settings))
+    for either in (healthy, flaky):
+        write_crash_sample(storage_for(either))
     run_all_pending(healthy)
     flaky_endpoint.fail_every = 4
 
@@ -73,21 +78,13 @@ def test_a_persistent_error_fails_naming_the_object_leaves_nothing_half_written_
         LocalStorage(root=str(tmp_path / "healthy")), local_table(LocalStorage(root=str(tmp_path / "healthy"))))
 
 
-def test_a_failure_stops_the_objects_in_flight_without_leaving_their_staged_files(tmp_path, monkeypatch):
-    # The first object cannot be read; the second is still being written when that failure stops the
-    # workers (forked after the patch below, so they sleep in it too).
+def test_a_failure_stops_the_objects_in_flight_without_leaving_their_staged_files(tmp_path):
+    # The first object cannot be read; the second is still being written when that failure stops the workers.
     storage = LocalStorage(root=str(tmp_path))
     write_crash_sample(storage)
     (hour, keys), *_ = pending_raw_keys(storage, local_table(storage)).items()
     first, second = keys[:2]
-    broken = BrokenStorage(root=str(tmp_path), broken=first.rsplit("/", 1)[-1])
-
-    def slow_for_the_second(data, key, *rest):
-        if key == second:
-            time.sleep(3)
-        return flatten_object(data, key, *rest)
-
-    monkeypatch.setattr("ctr_assets.lake.pipeline.flatten_object", slow_for_the_second)
+    broken = BrokenStorage(root=str(tmp_path), broken=first.rsplit("/", 1)[-1], slow=second.rsplit("/", 1)[-1])
     with pytest.raises(ObjectFailed) as failure:
         flatten_hours(broken, [hour], workers=2)
 
