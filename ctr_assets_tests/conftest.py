@@ -2,27 +2,26 @@
 real S3 API (one moto server on 127.0.0.1 for the session: S3, SQS, Glue and Kinesis) with settings that run
 a test on a local folder and on a bucket."""
 
-import gc
 import http.client
 import http.server
 import json
-import logging
 import re
 import socket
+import subprocess
+import sys
 import threading
+import time
 import urllib.parse
 import urllib.request
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Iterator
 
 import boto3
 import duckdb
 import pytest
-from moto.core import DEFAULT_ACCOUNT_ID
-from moto.s3.models import s3_backends
-from moto.server import ThreadedMotoServer
 
 from ctr_assets.lake.storage import LocalStorage
 from ctr_assets.settings import CtrSettings
@@ -53,6 +52,7 @@ def free_port() -> int:
 @dataclass
 class Moto:
     url: str
+    log: Path  # the request lines the server answered
 
     def client(self, service: str, **credentials):
         credentials = credentials or {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -64,30 +64,24 @@ class Moto:
         return name
 
     def seed_empty_objects(self, bucket: str, keys: Iterable[str]) -> None:
-        """Put empty objects straight into the server's store: over HTTP each PUT costs about 10 ms, too
-        slow for the 100,000 a listing test needs. Everything under test still goes through HTTP."""
-        backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
-        gc.disable()  # a 100,000-object loop otherwise spends half its time in the collector
-        try:
-            for key in keys:
-                backend.put_object(bucket, key, b"")
-        finally:
-            gc.enable()
+        """Put empty objects straight into the server's store (see moto_server.py): over HTTP each PUT costs
+        about 10 ms, too slow for the 100,000 a listing test needs. Everything under test goes through HTTP."""
+        body = "\n".join(keys).encode()
+        request = urllib.request.Request(f"{self.url}/ctr-seed/{bucket}", data=body, method="POST")
+        urllib.request.urlopen(request, timeout=300).close()
 
     @contextmanager
     def requests(self) -> Iterator[list[str]]:
         """The request lines the server answers inside the block ("GET /bucket?list-type=2&prefix=…")."""
         lines: list[str] = []
-        handler = logging.Handler()
-        handler.emit = lambda record: lines.append(ANSI.sub("", record.getMessage()).split('"')[1])
-        log = logging.getLogger("werkzeug")
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
+        start = self.log.stat().st_size
         try:
             yield lines
         finally:
-            log.setLevel(logging.ERROR)
-            log.removeHandler(handler)
+            time.sleep(0.2)  # the server logs a request once it has answered it
+            with self.log.open("rb") as log:
+                log.seek(start)
+                lines += [ANSI.sub("", line.decode()).split('"')[1] for line in log if b'"' in line]
 
     def user_allowed(self, *actions: str) -> dict[str, str]:
         """Credentials of a new IAM user allowed only `actions` (enforced inside `enforcing_iam`)."""
@@ -113,37 +107,20 @@ class Moto:
             set_checked_after(b"inf")
 
 
-def _enforce_glue_table_versions() -> None:
-    """Real Glue refuses an UpdateTable whose VersionId is not the table's current version
-    (ConcurrentModificationException): that is what makes an Iceberg commit in Glue atomic. moto accepts
-    any, so two racing writers would both "win"; this makes the server behave as Glue does."""
-    from moto.core.exceptions import JsonRESTError
-    from moto.glue.responses import GlueResponse
-
-    plain = GlueResponse.update_table
-    guard = threading.Lock()
-
-    def update_table(self):
-        expected = self.parameters.get("VersionId")
-        with guard:
-            table = self.glue_backend.get_table(self.parameters.get("DatabaseName"),
-                                                self.parameters["TableInput"]["Name"])
-            if expected is not None and str(expected) != str(table._current_version):
-                raise JsonRESTError("ConcurrentModificationException",
-                                    f"Update table failed: version {expected} is not the current version")
-            return plain(self)
-
-    GlueResponse.update_table = update_table
-
-
 @pytest.fixture(scope="session")
-def moto():
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    _enforce_glue_table_versions()
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+def moto(tmp_path_factory):
+    port, log = free_port(), tmp_path_factory.mktemp("moto") / "requests.log"
+    server = subprocess.Popen([sys.executable, "-m", "ctr_assets_tests.moto_server", str(port), str(log)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1).close()
+            break
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, "the moto server did not start"
+            time.sleep(0.1)
     with pytest.MonkeyPatch.context() as patch:
         for name in UNSET:
             patch.delenv(name, raising=False)
@@ -152,8 +129,9 @@ def moto():
         # SQS, Glue and Kinesis are found the standard way; S3 through CTR_S3_ENDPOINT_URL.
         for service in ("SQS", "GLUE", "KINESIS"):
             patch.setenv(f"AWS_ENDPOINT_URL_{service}", url)
-        yield Moto(url)
-    server.stop()
+        yield Moto(url, log)
+    server.terminate()
+    server.wait()
 
 
 class FlakyEndpoint:

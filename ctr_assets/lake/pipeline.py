@@ -16,6 +16,7 @@ import json
 import multiprocessing
 import os
 import signal
+import sys
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -153,12 +154,8 @@ def _flatten_objects(flatten_one: Callable[[str], FlattenStats], keys: list[str]
         results = map(flatten_one, keys)
         yield from _named_failures(results, keys)
         return
-    # Workers come from a fork server: forking this process itself is unsafe once it has started threads
-    # (DuckDB's, pyarrow's S3 client, botocore's pools), which a child inherits the locks of but not the
-    # owners; a flatten pool forked after a merge on S3 hung that way. The server starts clean, imports this
-    # module once (about a second, once per process), and forks each worker in milliseconds.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
+    # fork starts a worker in milliseconds with everything imported (spawn would import Dagster again in each).
+    context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
     with context.Pool(min(workers, len(keys)), initializer=_start_worker) as pool:
         yield from _named_failures(pool.imap(flatten_one, keys), keys)
         pool.close()  # let the workers finish on their own: terminating them interrupts Dagster's handlers
@@ -166,8 +163,8 @@ def _flatten_objects(flatten_one: Callable[[str], FlattenStats], keys: list[str]
 
 
 def _start_worker() -> None:
-    """gc.freeze keeps the collector from scanning, and so copying, the objects a forked worker inherits
-    from the fork server. The pool stops its workers with SIGTERM when an object fails; raised as SystemExit, it unwinds the
+    """gc.freeze keeps the collector from scanning, and so copying, the objects a forked worker inherits.
+    The pool stops its workers with SIGTERM when an object fails; raised as SystemExit, it unwinds the
     object in flight like any error, so its staged file is removed instead of left behind."""
     gc.freeze()
     keep_freed_memory()
