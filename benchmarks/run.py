@@ -190,11 +190,13 @@ def stage_split_normalize_1core(workdir: Path, args: argparse.Namespace) -> dict
 
 
 def stage_flatten_1core(workdir: Path, args: argparse.Namespace) -> dict:
+    from ctr_assets.defs.resources import table_for
     from ctr_assets.lake.pipeline import flatten_hours, pending_raw_keys
     from ctr_assets.lake.storage import LocalStorage
+    from ctr_assets.settings import CtrSettings
 
     storage = LocalStorage(root=str(workdir))
-    hours = list(pending_raw_keys(storage))
+    hours = list(pending_raw_keys(storage, table_for(CtrSettings.from_env({}, storage_url=str(workdir)), storage)))
     began = time.perf_counter()
     report = flatten_hours(storage, hours, workers=1)
     return {"seconds": {"flatten": time.perf_counter() - began}, "records": report.totals.records_in}
@@ -211,8 +213,8 @@ def stage_pipeline(workdir: Path, args: argparse.Namespace) -> dict:
         merge_hours,
         pending_raw_keys,
     )
+    from ctr_assets.defs.resources import table_for
     from ctr_assets.lake.storage import LocalStorage
-    from ctr_assets.lake.table import table_schema
     from ctr_assets.metrics.dashboard import render_dashboard
     from ctr_assets.metrics.warehouse import (
         AGGREGATES,
@@ -224,9 +226,11 @@ def stage_pipeline(workdir: Path, args: argparse.Namespace) -> dict:
     from ctr_assets.settings import CtrSettings
 
     storage = LocalStorage(root=str(workdir))
+    settings = CtrSettings.from_env({}, storage_url=str(workdir))
+    table = table_for(settings, storage)
     seconds: dict[str, float] = {}
     began = time.perf_counter()
-    hours = list(pending_raw_keys(storage))
+    hours = list(pending_raw_keys(storage, table))
     report = flatten_hours(storage, hours)
     seconds["flatten"] = time.perf_counter() - began
     mark = time.perf_counter()
@@ -234,14 +238,11 @@ def stage_pipeline(workdir: Path, args: argparse.Namespace) -> dict:
     seconds["conservation"] = time.perf_counter() - mark
     mark = time.perf_counter()
     with closing(scratch_connection()) as connection:
-        result = merge_hours(storage, hours, connection)
+        result = merge_hours(storage, table, hours, connection)
     seconds["merge"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    with closing(scratch_connection()) as connection:
-        table_schema(connection, storage)
     with closing(duckdb.connect(str(workdir / "ctr.duckdb"))) as connection:
-        refresh_ctr_view(connection, storage)
-        settings = CtrSettings.from_env({}, storage_url=str(workdir))
+        refresh_ctr_view(connection, storage, table)
         for name in AGGREGATES:
             build_aggregate(connection, storage, name, metric_parameters(settings))
         storage.write("dashboards/index.html", render_dashboard(connection, settings).encode())
@@ -263,7 +264,7 @@ def stage_dagster(workdir: Path, args: argparse.Namespace) -> dict:
     done = time.perf_counter()
     assert summary.ok, (summary.failed_checks, summary.failed_runs)
     return {"seconds": {"imports": imported - began, "run_pipeline": done - imported},
-            "records": summary.counts.get("records in", 0), "rows": summary.table_rows}
+            "records": summary.flattened.get("records_in", 0), "rows": summary.table_rows}
 
 
 def stage_sensor(workdir: Path, args: argparse.Namespace) -> dict:

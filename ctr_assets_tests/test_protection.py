@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from ctr_assets.api import run_pipeline
+from ctr_assets.cli import main
 from ctr_assets.defs.resources import storage_for, table_for
 from ctr_assets.lake.layout import RAW
 from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
@@ -135,9 +136,16 @@ def test_with_hashing_on_no_customer_number_reaches_flatfiles_table_or_dashboard
         assert not any(secret.encode() in path.read_bytes() for path in tmp_path.rglob("*") if path.is_file())
 
 
-def test_the_readme_starts_the_ui_on_this_machine_only():
+def test_the_ui_starts_on_this_machine_only(tmp_path, monkeypatch):
     """`dagster dev` has no authentication: anyone who can reach its port can run the pipeline."""
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     commands = [span for span in re.findall(r"`([^`\n]*dagster dev[^`\n]*)`", readme) if span != "dagster dev"]
-    assert len(commands) >= 2 and all("dagster dev -h 127.0.0.1" in command for command in commands)
-    assert "0.0.0.0" not in readme
+    assert commands and all("dagster dev -h 127.0.0.1" in command for command in commands)
+    assert "0.0.0.0" not in readme and "ctr-assets ui" in readme
+    started = []
+    monkeypatch.setattr("os.execvp", lambda program, argv: started.append(argv))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    main(["ui", "--port", "3999"])
+    ((program, *arguments),) = started
+    assert program == "dagster" and arguments[arguments.index("-h") + 1] == "127.0.0.1"
+    assert arguments[arguments.index("-p") + 1] == "3999" and (tmp_path / "home" / "dagster.yaml").exists()
