@@ -3,6 +3,7 @@ the next record; nothing inside it passes for a record; every other record still
 ends reads each byte of the object a bounded number of times, whatever the damage."""
 
 import base64
+import gzip
 import io
 import json
 import re
@@ -411,3 +412,42 @@ def test_a_record_cut_where_a_value_belongs_takes_in_the_next_record_and_the_one
     assert [(entry["offset"], entry["length"]) for entry in entries] == [
         (len(encode(ctr(0))), len(cut) + len(encode(ctr(2))))
     ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(1, 4), min_size=2, max_size=4), st.data())
+def test_a_damaged_gzip_member_costs_only_its_own_records(sizes, data):
+    """Before, every member after a corrupt one, or after bytes that are not a member, was lost into one
+    item with it."""
+    numbers = [list(range(sum(sizes[:member]), sum(sizes[: member + 1]))) for member in range(len(sizes))]
+    members = [gzip.compress(b"".join(encode(ctr(number)) for number in group), mtime=0) for group in numbers]
+    damaged = data.draw(st.integers(0, len(members) - 1))
+    kind = data.draw(st.sampled_from(["corrupt", "cut", "junk after", "padding"]))
+    member = members[damaged]
+    if kind == "corrupt":  # a byte of the checksum or length that ends the member
+        at = data.draw(st.integers(len(member) - 8, len(member) - 1))
+        members[damaged] = member[:at] + bytes([member[at] ^ data.draw(st.integers(1, 255))]) + member[at + 1 :]
+    elif kind == "cut":
+        members[damaged] = member[: data.draw(st.integers(10, len(member) - 1))]
+    elif kind == "junk after":
+        members[damaged] = member + data.draw(st.binary(min_size=1, max_size=20).filter(lambda junk: b"\x1f" not in junk and junk.strip(b"\0")))
+    else:
+        members[-1] += b"\0" * data.draw(st.integers(1, 8))
+    blob = b"".join(members)
+    start = sum(map(len, members[:damaged]))
+
+    lines, entries = flatten(blob)
+
+    written = [int(line["contactid"][1:]) for line in lines]
+    others = [number for group in numbers[:damaged] + numbers[damaged + 1 :] for number in group]
+    own = [number for number in written if number in numbers[damaged]]
+    assert [number for number in written if number not in numbers[damaged]] == others
+    gzip_items = [(entry["offset"], entry["offset"] + entry["length"]) for entry in entries if entry["reason"] == "invalid_gzip"]
+    if kind in ("corrupt", "cut"):  # a cut member keeps the records it decoded, a corrupt one none
+        assert own == ([] if kind == "corrupt" else numbers[damaged][: len(own)])
+        assert gzip_items == [(start, start + len(members[damaged]))]
+    elif kind == "junk after":
+        assert own == numbers[damaged] and gzip_items == [(start + len(member), start + len(members[damaged]))]
+    else:
+        assert own == numbers[damaged] and gzip_items == []
+    assert len(entries) - len(gzip_items) <= (kind == "cut")  # the record the cut went through
