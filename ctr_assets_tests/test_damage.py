@@ -15,6 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from ctr_assets.records import split
+from ctr_assets.records.bulk import split_normalized
 from ctr_assets.records.flatten import decompress, flatten_object
 from ctr_assets.records.split import MAX_RECORD_BYTES, Record, Rejected, split_values
 
@@ -412,6 +413,14 @@ def test_a_record_cut_where_a_value_belongs_takes_in_the_next_record_and_the_one
     assert [(entry["offset"], entry["length"]) for entry in entries] == [
         (len(encode(ctr(0))), len(cut) + len(encode(ctr(2))))
     ]
+
+
+def test_records_after_a_damaged_one_are_made_in_bulk_again():
+    """The per-record path takes the damaged item only: the scanner goes on after it."""
+    data = encode(ctr(0)) + encode(ctr(1))[:50] + b"".join(encode(ctr(number)) for number in range(2, 6))
+    pieces = list(split_normalized(data))
+    assert [type(piece).__name__ for piece in pieces] == ["NormalizedRecord", "Rejected"] + ["NormalizedRecord"] * 4
+    assert all(piece.text is not None for piece in pieces[2:])
 
 
 @settings(max_examples=100, deadline=None)
