@@ -1,6 +1,7 @@
 """The merge detects the schema from the first line of each shape: that must find what detecting from every
 line finds, column order included."""
 
+import json
 from contextlib import closing
 
 import duckdb
@@ -75,3 +76,24 @@ def test_empty_lists_and_empty_objects_are_different_shapes():
 def test_integers_beyond_64_bits_and_mixed_lists_are_shapes_of_their_own():
     data = b'{"a":12345678901234567890}\n{"a":12345678901234567891}\n{"a":[1,"x"]}\n{"a":["x",1]}\n{"a":[1,1]}\n'
     assert first_of_each_shape(data + b'{"a":[7]}\n', set()) == data
+
+
+# Keys without escapes, so a compact and a spaced encoding of one record hold the same key bytes.
+PLAIN_RECORDS = st.recursive(
+    SCALARS, lambda children: st.lists(children, max_size=3) | st.dictionaries(KEYS, children, max_size=3), max_leaves=8
+).filter(lambda value: isinstance(value, (dict, list)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(PLAIN_RECORDS)
+def test_whitespace_between_tokens_does_not_make_a_shape(record):
+    compact = orjson.dumps(record) + b"\n"
+    spaced = json.dumps(record, ensure_ascii=False).encode() + b"\n"
+    assert first_of_each_shape(compact + spaced, set()) == compact
+
+
+def test_lines_that_differ_in_a_key_are_two_shapes_with_or_without_spaces():
+    """Before, a space before a key made the key read as a string value: `{"a": 1, "c": 2}` had the
+    shape of `{"a": 1, "b": 2}`, and the merge missed column `c`."""
+    for lines in (b'{"a":1,"b":2}\n{"a":1,"c":2}\n', b'{"a": 1, "b": 2}\n{"a": 1, "c": 2}\n', b'{ "b":2}\n{ "c":2}\n'):
+        assert first_of_each_shape(lines, set()) == lines

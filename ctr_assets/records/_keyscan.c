@@ -317,7 +317,9 @@ static uint64_t line_shape(const unsigned char *data, Py_ssize_t size)
     int expect_key = 0;
     for (Py_ssize_t i = 0; i < size;) {
         unsigned char c = data[i];
-        if (is_space(c) || c == ',' || c == ':') {
+        if (is_space(c)) {
+            i++;
+        } else if (c == ',' || c == ':') {
             expect_key = c == ',' && frames[depth].kind == FRAME_OBJECT;
             i++;
         } else if (c == '"') {
