@@ -18,6 +18,7 @@ from ctr_assets.records import split
 from ctr_assets.records.bulk import split_normalized
 from ctr_assets.records.flatten import decompress, flatten_object
 from ctr_assets.records.split import MAX_RECORD_BYTES, Record, Rejected, split_values
+from ctr_assets_tests.test_bulk import needs_scanner
 
 KEY = "raw/2026/11/27/10/ctr-stream-1-2026-11-27-10-05-00-0000"
 INITIATED = "2026-11-27T10:00:00Z"
@@ -415,6 +416,7 @@ def test_a_record_cut_where_a_value_belongs_takes_in_the_next_record_and_the_one
     ]
 
 
+@needs_scanner
 def test_records_after_a_damaged_one_are_made_in_bulk_again():
     """The per-record path takes the damaged item only: the scanner goes on after it."""
     data = encode(ctr(0)) + encode(ctr(1))[:50] + b"".join(encode(ctr(number)) for number in range(2, 6))
