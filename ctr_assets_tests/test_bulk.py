@@ -1,4 +1,6 @@
-"""The bulk split-and-normalize path gives exactly what the per-record path gives, on any input."""
+"""The bulk split-and-normalize path gives exactly what the per-record path gives, on any input. Without the
+compiled scanner the bulk path is the per-record path (test_pure_python runs these tests that way too); the
+tests of what only the scanner does are skipped then."""
 
 import json
 
@@ -7,11 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ctr_assets.records import bulk
+from ctr_assets.records import _keyscan, bulk
 from ctr_assets.records.bulk import split_normalized
 from ctr_assets.records.normalize import normalize_keys
 from ctr_assets.records.split import MAX_DEPTH, Rejected, split_values
 
+needs_scanner = pytest.mark.skipif(_keyscan.scan is None, reason="the C scanner is not compiled or not chosen")
 # Keys that exercise every branch: capitals, bytes the rule deletes, spellings that collide once
 # normalized, non-ASCII (Unicode case rules), escapes, keys that normalize to nothing, the empty key.
 TRICKY_KEYS = ["ContactId", "contactid", "Contact-Id", "connect:Subtype", "Customer Type", "É", "Straße", "a\"b",
@@ -98,6 +101,7 @@ def test_windows_cut_anywhere_change_nothing(records, window):
         assert in_bulk(payload) == per_record(payload)
 
 
+@needs_scanner
 def test_typical_records_are_normalized_in_bulk_and_written_as_parsed():
     record = {"ContactId": "c-1", "Agent": {"Username": "Ann", "HierarchyGroups": {"Level1": {"GroupName": "Sales"}}},
               "Attributes": {"Customer-Type": "VIP", "note": '{"Intent":"x"}{"Y":1}'}, "Recordings": [{"Type": "AUDIO"}]}
@@ -109,6 +113,7 @@ def test_typical_records_are_normalized_in_bulk_and_written_as_parsed():
     assert all(piece.text == orjson.dumps(expected) + b"\n" for piece in found)  # made in bulk, not per record
 
 
+@needs_scanner
 def test_colliding_keys_take_the_per_record_path_and_are_counted():
     payload = b'{"ContactId":"a","contact-id":"b"}{"X":1}'
     found = list(split_normalized(payload))
@@ -158,6 +163,7 @@ def test_edge_cases_come_out_as_the_per_record_path_gives_them(payload):
     assert in_bulk(payload) == per_record(payload)
 
 
+@needs_scanner
 def test_non_compact_records_are_written_on_one_line_with_their_own_tokens():
     payload = b'{ "Contact Id" : "c-1",\n  "Amount": 1.50, "Name": "Zo\\u00eb" }\n{"X": [1, 2]}'
     found = list(split_normalized(payload))
@@ -165,10 +171,9 @@ def test_non_compact_records_are_written_on_one_line_with_their_own_tokens():
     assert [piece.value for piece in found] == [{"contactid": "c-1", "amount": 1.5, "name": "Zoë"}, {"x": [1, 2]}]
 
 
+@needs_scanner
 def test_the_scanner_refuses_a_position_outside_the_payload():
-    from ctr_assets.records._keyscan import scan
-
     with pytest.raises(ValueError, match="position"):
-        scan(b"{}", 3, 1024, MAX_DEPTH, 1024)
+        _keyscan.scan(b"{}", 3, 1024, MAX_DEPTH, 1024)
     with pytest.raises(ValueError, match="position"):
-        scan(b"{}", -1, 1024, MAX_DEPTH, 1024)
+        _keyscan.scan(b"{}", -1, 1024, MAX_DEPTH, 1024)

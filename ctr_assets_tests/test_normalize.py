@@ -5,7 +5,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ctr_assets.records.normalize import EMPTY_KEY_NAME, normalize_key, normalize_keys
+from ctr_assets.records.normalize import EMPTY_KEY_NAME, normalize_key, normalize_keys, unsuffixed
 from ctr_assets.records.split import DuplicateKeys, Record, split_values
 
 WORD_KEY = re.compile(r"\w+")
@@ -130,3 +130,12 @@ def test_normalization_is_idempotent_and_gives_word_keys(value):
     normalized, _ = normalize_keys(value)
     assert normalize_keys(normalized) == (normalized, 0)
     assert all(WORD_KEY.fullmatch(key) for key in keys(normalized))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(KEYS | st.sampled_from(["Address", "address", "address_2", "Address_2", "a_10"]), max_size=12))
+def test_a_name_without_its_collision_suffixes_is_what_its_key_normalized_to(keys):
+    """`unsuffixed` is how a rule about a field (phone protection) reaches every copy of it."""
+    normalized, _ = normalize_keys(DuplicateKeys([(key, number) for number, key in enumerate(keys)]))
+    for name, number in normalized.items():
+        assert unsuffixed(name) == unsuffixed(normalize_key(keys[number]))

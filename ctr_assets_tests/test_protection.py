@@ -10,6 +10,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ctr_assets.api import run_pipeline
 from ctr_assets.cli import main
@@ -17,6 +19,7 @@ from ctr_assets.defs.resources import storage_for, table_for
 from ctr_assets.lake.layout import RAW
 from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
 from ctr_assets.records.flatten import flatten_object
+from ctr_assets.records.normalize import normalize_key
 from ctr_assets.records.phones import hash_address, mask_address, phone_protector
 from ctr_assets.settings import CtrSettings, SettingError
 from ctr_assets_tests.helpers import settings_for, write_sample
@@ -149,3 +152,74 @@ def test_the_ui_starts_on_this_machine_only(tmp_path, monkeypatch):
     ((program, *arguments),) = started
     assert program == "dagster" and arguments[arguments.index("-h") + 1] == "127.0.0.1"
     assert arguments[arguments.index("-p") + 1] == "3999" and (tmp_path / "home" / "dagster.yaml").exists()
+
+
+# Spellings that normalize to one name (so a record holding two of them gets `_2`, `_3` copies), and keys
+# that read as copies (`Address_2`).
+ENDPOINTS = {
+    "covered": ["CustomerEndpoint", "customerEndpoint", "CUSTOMER-ENDPOINT", "TransferredToEndpoint",
+                "transferredToEndpoint", "Transferred To Endpoint"],
+    "system": ["SystemEndpoint", "systemEndpoint"],
+}
+ADDRESSES = ["Address", "address", "ADDRESS", "Add-ress", "Address_2", "address_3"]
+
+
+@st.composite
+def records_with_copies(draw) -> tuple[bytes, list[str], list[str]]:
+    """The raw text of one CTR (keys may repeat), with its covered and its system numbers as they appear."""
+    covered, system = [], []
+    count = iter(range(10**6))
+
+    def number(kind: str) -> str:
+        digits = ("1555" if kind == "covered" else "1800") + f"{next(count):07d}"
+        as_text = draw(st.booleans())
+        (covered if kind == "covered" else system).append(digits)
+        return json.dumps("+" + digits) if as_text else digits
+
+    def endpoint(kind: str, first: bool) -> str:
+        fields, typed = [], first  # only the first `address` of the first endpoint is held to its type
+        for _ in range(draw(st.integers(1, 3))):
+            spelling = draw(st.sampled_from(ADDRESSES))
+            value = number(kind)
+            if typed and normalize_key(spelling) == "address":
+                typed = False
+            else:
+                value = draw(st.sampled_from(["{}", '{{"Number":{}}}', "[{}]", '[{{"N":[{}]}}]'])).format(value)
+            fields.append(f"{json.dumps(spelling)}:{value}")
+        inner = "{" + ",".join(fields + ['"Type":"TELEPHONE_NUMBER"']) + "}"
+        # A copy is not held to the documented types: it may even be a list of endpoints.
+        return inner if first or draw(st.booleans()) else f"[{inner}]"
+
+    members = ['"ContactId":"c1"', '"InitiationTimestamp":"2026-11-27T10:00:00Z"']
+    seen = set()
+    for _ in range(draw(st.integers(1, 6))):
+        kind = draw(st.sampled_from(["covered", "covered", "system"]))
+        spelling = draw(st.sampled_from(ENDPOINTS[kind]))
+        name = normalize_key(spelling)
+        members.append(f"{json.dumps(spelling)}:{endpoint(kind, name not in seen)}")
+        seen.add(name)
+    return ("{" + ",".join(members) + "}").encode(), covered, system
+
+
+@settings(max_examples=300, deadline=None)
+@given(records_with_copies(), st.sampled_from(["mask", "hash"]))
+def test_every_copy_of_a_covered_address_is_protected_and_system_numbers_are_kept(record, mode):
+    """Before, only `customerendpoint.address` and `transferredtoendpoint.address` themselves were: a number
+    under `address_2` or `customerendpoint_2` stayed in clear."""
+    data, covered, system = record
+    flat = io.BytesIO()
+    flatten_object(data, "raw/2026/11/27/10/x", flat, io.BytesIO(), phone_protector(mode, b"k" * 16))
+    (line,) = flat.getvalue().splitlines()
+    assert [digits for digits in covered if digits in line.decode()] == []
+    assert all(digits in line.decode() for digits in system)
+
+
+def test_the_copies_the_issue_found_are_masked():
+    data = json.dumps({"ContactId": "c", "InitiationTimestamp": "2026-11-27T10:00:00Z",
+                       "CustomerEndpoint": {"Address": "+15551230001", "address": "+15551230002"}}).encode()[:-1]
+    data += b',"customerEndpoint":{"Address":"+15551230003"}}'
+    flat = io.BytesIO()
+    flatten_object(data, "raw/2026/11/27/10/x", flat, io.BytesIO(), phone_protector("mask"))
+    record = json.loads(flat.getvalue())
+    assert record["customerendpoint"] == {"address": "+*******0001", "address_2": "+*******0002"}
+    assert record["customerendpoint_2"] == {"address": "+*******0003"}

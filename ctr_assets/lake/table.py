@@ -324,7 +324,7 @@ def merged_by_snapshots(location: TableLocation) -> list[dict[str, int]]:
 @contextmanager
 def _batch_files(storage: Storage, flat_keys: list[str], parts: int = 2) -> Iterator[tuple[list[str], list[str]]]:
     """The flatfiles' lines gathered into `parts` local NDJSON files, each line tagged with its flatfile,
-    and beside each the first line of every shape in it (`first_of_each_shape` in _keyscan.c), in order,
+    and beside each the first line of every shape in it (`first_of_each_shape` in records/_keyscan.py), in order,
     so each column first appears there where it first appears in the batch file. DuckDB reads a few large
     files several times faster than many small ones, and detecting the schema from one line per shape
     gives what detecting it from every line gives, for a fraction of the work. One flatfile is in memory

@@ -2,15 +2,16 @@
 
 The per-record path (`split.split_values`, then `normalize.normalize_keys`) decodes every record on its
 own and rebuilds every dict in Python, several times the cost of parsing it. Here a small C scanner
-(`_keyscan.c`) reads the object once: it finds where each record ends, applies the rule
+(`_keyscan_c.c`) reads the object once: it finds where each record ends, applies the rule
 `re.sub(r'\\W+', '', key.lower())` to every plain ASCII key as it copies it, and drops the whitespace
 between tokens, so each record comes out as one NDJSON line that only has to be parsed once.
 
 It is a fast path, never a second set of rules: every text it returns is parsed by orjson, and anything
 it cannot vouch for (keys that collide, non-ASCII or escaped keys, keys that normalize to nothing, deep
 nesting, integers beyond 64 bits, a huge record, junk between records, a broken string, or text orjson
-rejects) is handed to the per-record path at that record, or from that point on when the extents after
-it cannot be trusted.
+rejects) is handed to the per-record path, one item at a time: a damaged record costs the rest of its
+object nothing. Where the scanner was not compiled (`_keyscan.scan` is None), every item takes the
+per-record path.
 """
 
 from __future__ import annotations
@@ -50,10 +51,14 @@ class NormalizedRecord:
 
 def split_normalized(payload: bytes) -> Iterator[NormalizedRecord | Rejected]:
     """Every value of `payload` with its keys normalized, and every unusable byte range, in order; the same
-    items as `split_values` followed by `normalize_keys`, found in bulk wherever the scanner can."""
-    position, handover = 0, False
-    while position < len(payload) and not handover:
-        extents, next_position, handover = scan(payload, position, WINDOW_BYTES, MAX_DEPTH, MAX_RECORD_BYTES)
+    items as `split_values` followed by `normalize_keys`, found in bulk wherever the scanner can. Where it
+    cannot, the per-record path takes the one item there and the scanner goes on after it."""
+    if scan is None:
+        yield from _per_record(payload, 0)
+        return
+    position = 0
+    while position < len(payload):
+        extents, position, handover = scan(payload, position, WINDOW_BYTES, MAX_DEPTH, MAX_RECORD_BYTES)
         for start, end, text in extents:
             value = _parsed(text)
             if value is not None:
@@ -61,12 +66,15 @@ def split_normalized(payload: bytes) -> Iterator[NormalizedRecord | Rejected]:
                 continue
             decoded = decode_at(payload, start)
             if not isinstance(decoded, Record) or decoded.end != end:
-                yield from _per_record(payload, start)
-                return
+                position, handover = start, True
+                break
             yield _normalized(decoded)
-        position = next_position
-    if handover:
-        yield from _per_record(payload, position)
+        if handover:
+            piece = next(_per_record(payload, position), None)
+            if piece is None:
+                return
+            yield piece
+            position = piece.end
 
 
 def _parsed(text: bytes | None) -> Any:

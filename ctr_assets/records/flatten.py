@@ -23,6 +23,7 @@ from ctr_assets.records.split import Rejected
 
 GZIP_MAGIC = b"\x1f\x8b"
 GZIP_CHUNK = 1 << 16
+GZIP_CUT_SHORT = "gzip stream ends before its end marker"
 
 
 @dataclass
@@ -59,7 +60,7 @@ def flatten_object(
         stats.reasons[reason] += 1
         quarantine_out.write(quarantine_entry(source_key, start, end, reason, detail, content, compressed))
 
-    payload, gzip_error = decompress(data)
+    payload, gzip_damage = decompress(data)
     for piece in split_normalized(payload):
         stats.records_in += 1
         if isinstance(piece, Rejected):
@@ -82,36 +83,65 @@ def flatten_object(
         stats.records_written += 1
         as_parsed = piece.text is not None and not rewritten
         flat_out.write(piece.text if as_parsed else orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE))
-    if gzip_error is not None:
-        start, detail = gzip_error
+    for start, end, detail in gzip_damage:
         stats.records_in += 1
-        quarantine(start, len(data), "invalid_gzip", detail, data[start:], True)
+        quarantine(start, end, "invalid_gzip", detail, data[start:end], True)
     return stats
 
 
-def decompress(data: bytes) -> tuple[bytes, tuple[int, str] | None]:
-    """Gunzip (all members) when `data` is gzip; a corrupt or cut stream keeps what decoded before it."""
+def decompress(data: bytes) -> tuple[bytes, list[tuple[int, int, str]]]:
+    """Gunzip every member when `data` is gzip. Damage (a corrupt or cut member, bytes that are no member)
+    is reported as (start, end, why), from where it starts to the next member that inflates, and the
+    members after it are read: one bad member costs only its own records. A member cut short keeps what it
+    decoded; a corrupt one keeps nothing, since inflating it may have produced wrong bytes before the error
+    showed. NUL bytes at the end are padding."""
     if not data.startswith(GZIP_MAGIC):
-        return data, None
+        return data, []
     parts: list[bytes] = []
-    member_start = 0
-    while member_start < len(data):
-        inflater = zlib.decompressobj(wbits=31)
-        position = member_start
-        try:
-            while position < len(data) and not inflater.eof:
-                parts.append(inflater.decompress(data[position : position + GZIP_CHUNK]))
-                position += GZIP_CHUNK
-        except zlib.error as error:
-            return b"".join(parts), (member_start, f"corrupt gzip stream: {error}")
-        if not inflater.eof:
-            return b"".join(parts), (member_start, "gzip stream ends before its end marker")
-        member_start = min(position, len(data)) - len(inflater.unused_data)
-        if not data.startswith(GZIP_MAGIC, member_start):
-            if data[member_start:].strip(b"\0"):
-                return b"".join(parts), (member_start, "bytes after the last gzip member")
+    damage = []
+    position = 0
+    while position < len(data):
+        if data.startswith(GZIP_MAGIC, position):
+            end, problem = _inflate(data, position, parts)
+            if problem is None:
+                position = end
+                continue
+        elif data[position] == 0 and not data[position:].strip(b"\0"):
             break
-    return b"".join(parts), None
+        else:
+            problem = "bytes that are not a gzip member"
+        resume = _next_member(data, position + 1)
+        damage.append((position, resume, problem))
+        position = resume
+    return b"".join(parts), damage
+
+
+def _inflate(data: bytes, start: int, out: list[bytes]) -> tuple[int, str | None]:
+    """Inflate the gzip member at `start` into `out`: where it ends, and what is wrong with it, if anything."""
+    inflater = zlib.decompressobj(wbits=31)
+    member: list[bytes] = []
+    position = start
+    try:
+        while position < len(data) and not inflater.eof:
+            member.append(inflater.decompress(data[position : position + GZIP_CHUNK]))
+            position += GZIP_CHUNK
+    except zlib.error as error:
+        return position, f"corrupt gzip stream: {error}"
+    out.extend(member)
+    if not inflater.eof:
+        return len(data), GZIP_CUT_SHORT
+    return min(position, len(data)) - len(inflater.unused_data), None
+
+
+def _next_member(data: bytes, after: int) -> int:
+    """The next gzip header from which a member inflates without error (to its end, or to the end of the
+    data), or the end of the data."""
+    candidate = data.find(GZIP_MAGIC, after)
+    while candidate != -1:
+        if _inflate(data, candidate, [])[1] in (None, GZIP_CUT_SHORT):
+            return candidate
+        candidate = data.find(GZIP_MAGIC, candidate + 1)
+    return len(data)
 
 
 def quarantine_entry(

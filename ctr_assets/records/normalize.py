@@ -18,6 +18,8 @@ from ctr_assets.records.split import DuplicateKeys
 
 NON_WORD = re.compile(r"\W+")
 EMPTY_KEY_NAME = "unnamed"
+# The suffixes `_free_name` appends (`_2`, `_3`, ...), as many as a name took.
+COLLISION_SUFFIXES = re.compile(r"(?:_(?:[2-9]|[1-9][0-9]+))+$")
 
 
 @lru_cache(maxsize=1 << 16)
@@ -74,6 +76,14 @@ def _suffix_repeats(names: list[str], taken: set[str]) -> list[str]:
         seen.add(name)
         unique.append(name)
     return unique
+
+
+@lru_cache(maxsize=1 << 16)
+def unsuffixed(name: str) -> str:
+    """The name without the suffixes a collision gives (`address_2` -> `address`), so a rule about a field
+    reaches every copy of it. A key that had such a suffix in the input reads the same: after
+    normalization nothing tells them apart. Cached, as `normalize_key` is."""
+    return COLLISION_SUFFIXES.sub("", name)
 
 
 def _free_name(name: str, taken: set[str]) -> str:

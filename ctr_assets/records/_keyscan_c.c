@@ -15,6 +15,9 @@
  *
  * The same walk, hashing instead of copying, gives the shape of a flatfile line for the table merge
  * (first_of_each_shape): DuckDB detects the schema from one line per shape instead of from every line.
+ *
+ * Both are optional: where this module was not compiled, ctr_assets/records/_keyscan.py puts Python in
+ * their place (bulk.py splits record by record; first_of_each_shape has a Python twin, tested against it).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -317,7 +320,9 @@ static uint64_t line_shape(const unsigned char *data, Py_ssize_t size)
     int expect_key = 0;
     for (Py_ssize_t i = 0; i < size;) {
         unsigned char c = data[i];
-        if (is_space(c) || c == ',' || c == ':') {
+        if (is_space(c)) {
+            i++;
+        } else if (c == ',' || c == ':') {
             expect_key = c == ',' && frames[depth].kind == FRAME_OBJECT;
             i++;
         } else if (c == '"') {
@@ -424,12 +429,12 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_keyscan",
+    PyModuleDef_HEAD_INIT, "_keyscan_c",
     "Find the records of a Firehose object and normalize their keys in one pass (bulk.py); pick one\n"
     "flatfile line per shape for schema detection (table.py).", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__keyscan(void)
+PyMODINIT_FUNC PyInit__keyscan_c(void)
 {
     fill_key_bytes();
     return PyModule_Create(&module);
