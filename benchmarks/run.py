@@ -217,7 +217,7 @@ def stage_pipeline(workdir: Path, args: argparse.Namespace) -> dict:
     from ctr_assets.metrics.warehouse import (
         AGGREGATES,
         build_aggregate,
-        metric_parameters,
+        prepare_metrics,
         refresh_ctr_view,
         scratch_connection,
     )
@@ -242,8 +242,9 @@ def stage_pipeline(workdir: Path, args: argparse.Namespace) -> dict:
     with closing(duckdb.connect(str(workdir / "ctr.duckdb"))) as connection:
         refresh_ctr_view(connection, storage)
         settings = CtrSettings.from_env({}, storage_url=str(workdir))
+        prepare_metrics(connection, settings)
         for name in AGGREGATES:
-            build_aggregate(connection, storage, name, metric_parameters(settings))
+            build_aggregate(connection, storage, name)
         storage.write("dashboards/index.html", render_dashboard(connection, settings).encode())
     seconds["aggregates"] = time.perf_counter() - mark
     seconds["total"] = time.perf_counter() - began

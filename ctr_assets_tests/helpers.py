@@ -5,7 +5,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ctr_assets.lake.storage import Storage
-from ctr_assets.lake.table import TABLE_PREFIX, sql_text
 from ctr_assets.sample import write_firehose_objects
 from ctr_assets.settings import CtrSettings
 
@@ -102,68 +101,3 @@ def connect_contact(
         Agent=record_agent,
         **fields,
     )
-
-
-def write_month_of_contacts(storage: Storage, days: int = 30, agents: int = 200, per_day: int = 10_000) -> int:
-    """A month of a contact centre straight into the table's Parquet layout (too many contacts to go through the
-    sample generator and the pipeline in a test): 7 queues, three channels, business-hours traffic, and the mix
-    of IVR-only, abandoned, outbound, callback, transferred and held contacts. Returns the number of contacts."""
-    import duckdb
-
-    query = """
-    WITH draws AS (
-        SELECT
-            i,
-            [(hash(i, k) % 1000000) / 1000000 FOR k IN range(12)] AS u,
-            TIMESTAMP '2026-03-01' + to_days(CAST(i % $days AS INTEGER)) AS day
-        FROM range($days * $per_day) AS t(i)
-    ),
-    kinds AS (
-        SELECT
-            i, u,
-            day + to_seconds(CAST(8 * 3600 + (u[1] + u[2] + u[3]) / 3 * 12 * 3600 AS BIGINT)) AS initiated,
-            CASE WHEN u[4] < 0.12 THEN 'ivr' WHEN u[4] < 0.20 THEN 'abandoned' WHEN u[4] < 0.26 THEN 'outbound'
-                 WHEN u[4] < 0.29 THEN 'callback' WHEN u[4] < 0.30 THEN 'expired' ELSE 'handled' END AS kind,
-            CASE WHEN u[5] < 0.8 THEN 'VOICE' WHEN u[5] < 0.93 THEN 'CHAT' ELSE 'TASK' END AS channel,
-            ['Sales', 'Support', 'Billing', 'Retention', 'Technical Support', 'Claims', 'Collections'][
-                1 + CAST(floor(u[6] * u[6] * 7) AS INTEGER)] AS queue_name,
-            'agent.' || lpad(CAST(CAST(floor(u[7] * $agents) AS INTEGER) AS VARCHAR), 3, '0') AS agent_name,
-            CAST(u[8] * u[8] * 240 AS BIGINT) AS wait,
-            CAST(u[9] < 0.3 AS INTEGER) * (1 + CAST(u[10] * 3 AS INTEGER)) AS holds
-        FROM draws
-    ),
-    contacts AS (
-        SELECT
-            'c-' || i AS contactid,
-            channel,
-            CASE kind WHEN 'outbound' THEN 'OUTBOUND' WHEN 'callback' THEN 'CALLBACK' WHEN 'expired' THEN 'CALLBACK'
-                 ELSE 'INBOUND' END AS initiationmethod,
-            CASE WHEN kind IN ('ivr', 'expired') THEN 'CONTACT_FLOW_DISCONNECT'
-                 WHEN kind = 'abandoned' OR u[11] < 0.55 THEN 'CUSTOMER_DISCONNECT' ELSE 'AGENT_DISCONNECT' END
-                AS disconnectreason,
-            initiated AS initiationtimestamp,
-            CASE WHEN kind = 'ivr' THEN NULL ELSE {
-                'arn': 'arn:queue/' || queue_name, 'name': queue_name,
-                'enqueuetimestamp': CASE WHEN kind = 'outbound' THEN NULL ELSE initiated + to_seconds(20) END,
-                'duration': CASE WHEN kind = 'outbound' THEN 0 ELSE wait END} END AS queue,
-            CASE WHEN kind IN ('handled', 'outbound', 'callback') THEN {
-                'username': agent_name,
-                'connectedtoagenttimestamp': initiated + to_seconds(20 + wait),
-                'agentinteractionduration': CAST(60 + u[12] * 600 AS BIGINT),
-                'customerholdduration': holds * 45, 'numberofholds': holds,
-                'aftercontactworkduration': CAST(u[2] * 120 AS BIGINT)} END AS agent,
-            CASE WHEN kind = 'handled' AND u[3] < 0.08 THEN 'next-' || i END AS nextcontactid,
-            CAST(NULL AS TIMESTAMP) AS transfercompletedtimestamp,
-            strftime(initiated, '%Y-%m-%d') AS dt
-        FROM kinds
-    )
-    SELECT * FROM contacts
-    """
-    folder = storage.path(TABLE_PREFIX.rstrip("/"))
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with duckdb.connect() as connection:
-        connection.execute(
-            f"COPY ({query}) TO {sql_text(folder.as_posix())} (FORMAT parquet, PARTITION_BY (dt))",
-            {"days": days, "per_day": per_day, "agents": agents},
-        )
-    return days * per_day

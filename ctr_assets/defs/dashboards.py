@@ -9,11 +9,11 @@ from ctr_assets.lake.storage import Storage
 from ctr_assets.metrics import dashboard
 from ctr_assets.metrics.warehouse import (
     AGGREGATES,
-    aggregate_sql,
     build_aggregate,
     fetch_table,
     markdown_table,
-    metric_parameters,
+    metric_sql,
+    prepare_metrics,
     refresh_ctr_view,
 )
 from ctr_assets.settings import CtrSettings
@@ -41,8 +41,9 @@ def _aggregates_asset() -> dg.AssetsDefinition:
         with warehouse.get_connection() as connection:
             if not refresh_ctr_view(connection, storage):
                 raise dg.Failure(f"{', '.join(names)}: the ctr table has no data yet; materialize ctr first")
+            prepare_metrics(connection, settings)
             for name in names:
-                rows = build_aggregate(connection, storage, name, metric_parameters(settings))
+                rows = build_aggregate(connection, storage, name)
                 columns, data = fetch_table(connection, f"SELECT * FROM {name}")
                 yield dg.MaterializeResult(
                     asset_key=name,
@@ -73,7 +74,7 @@ def dashboard_page(storage: Storage, warehouse: DuckDBResource, settings: CtrSet
 def _aggregate_description(name: str) -> str:
     """The comment lines of the aggregate's SQL: the metric definitions, as the asset's description."""
     return " ".join(
-        line.removeprefix("--").strip() for line in aggregate_sql(name).splitlines() if line.startswith("--")
+        line.removeprefix("--").strip() for line in metric_sql(name).splitlines() if line.startswith("--")
     )
 
 

@@ -62,13 +62,14 @@ SELECT queue_name, sum(contacts_queued) AS queued, sum(contacts_handled) AS hand
        max(max_queue_wait_seconds) AS max_wait,
        sum(handle_seconds) / nullif(sum(contacts_handled), 0) AS handle_time,
        sum(hold_seconds) / nullif(sum(contacts_put_on_hold), 0) AS hold_time,
-       sum(transfers_in) AS transfers_in, sum(transfers_out) AS transfers_out, sum(callbacks) AS callbacks
+       sum(transfers_in) AS transfers_in, sum(transfers_out) AS transfers_out, sum(callback_contacts) AS callbacks
 FROM queue_interval_metrics GROUP BY queue_name ORDER BY queued DESC, handled DESC, queue_name
 """
 AGENTS = """
-SELECT agent_username, contacts_handled, avg_handle_seconds, avg_hold_seconds, avg_after_contact_work_seconds,
-       contacts_agent_hung_up_first, transfers_out
-FROM agent_performance ORDER BY contacts_handled DESC, agent_username
+SELECT agent_username, sum(contacts_handled) AS handled, sum(handle_seconds) / sum(contacts_handled),
+       sum(hold_seconds) / nullif(sum(contacts_put_on_hold), 0), sum(after_contact_work_seconds) / sum(contacts_handled),
+       sum(contacts_agent_hung_up_first), sum(transfers_out)
+FROM agent_performance GROUP BY agent_username ORDER BY handled DESC, agent_username
 """
 AGENT_BY_QUEUE = "SELECT agent_username, queue_name, sum(contacts) FROM agent_queue_contacts GROUP BY ALL"
 REASONS = "SELECT disconnect_reason, outcome, sum(contacts) FROM disconnect_reasons GROUP BY ALL"
