@@ -57,7 +57,8 @@ def test_the_warehouse_file_serves_the_ctr_view_and_aggregates_to_any_duckdb_cli
     with duckdb.connect(str(tmp_path / "ctr_data" / "ctr.duckdb"), read_only=True) as connection:
         per_agent = dict(connection.sql("SELECT agent_username, contacts FROM contacts_per_agent").fetchall())
         from_view = dict(connection.sql(
-            "SELECT agent.username, count(*) FROM ctr WHERE agent.username IS NOT NULL GROUP BY 1").fetchall())
+            "SELECT agent.username, count(*) FROM ctr WHERE agent.connectedtoagenttimestamp IS NOT NULL "
+            "AND initiationmethod <> 'MONITOR' GROUP BY 1").fetchall())
     assert per_agent == from_view and per_agent
 
 

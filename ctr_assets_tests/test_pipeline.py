@@ -96,7 +96,9 @@ def test_a_failed_blocking_check_fails_the_run(local_sample):
     # Break the table behind the pipeline's back: the same contact in two date partitions.
     with closing(scratch_connection()) as connection:
         refresh_ctr_view(connection, storage)
-        contact = connection.sql("SELECT min(contactid) FROM ctr").fetchall()[0][0]
+        # A contact of a later arrival hour: re-merging SAMPLE_START's hour below would move one of its own back.
+        contact = connection.sql(f"SELECT min(contactid) FROM ctr WHERE _source_key NOT LIKE "
+                                 f"'{raw_key(SAMPLE_START)[:len('raw/YYYY/MM/DD/HH/')]}%'").fetchall()[0][0]
         with storage.writer("parquet/ctr/dt=2020-01-01/ctr.parquet") as staged:
             connection.execute(f"COPY (SELECT * EXCLUDE (dt) FROM ctr WHERE contactid = '{contact}') TO '{staged}' (FORMAT parquet)")
     storage.write(raw_key(SAMPLE_START, 9, "new"), firehose_object(ctr_record("another", SAMPLE_START)))
