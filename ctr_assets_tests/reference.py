@@ -271,8 +271,9 @@ class Report:
                 **self.agent_counts(group)}),
             "contacts_per_agent": self.grouped(handled, lambda c: c.agent, lambda key, group: {
                 "agent_username": key, "contacts": len(group)}),
-            "agent_queue_contacts": self.grouped(handled, lambda c: (c.agent, c.queue_arn), lambda key, group: {
-                "agent_username": key[0], "queue_arn": key[1], "queue_name": self.queue_name(group[0]),
+            "agent_queue_contacts": self.grouped(handled, lambda c: (self.day(c), c.agent, c.queue_arn),
+                                                 lambda key, group: {
+                "day": key[0], "agent_username": key[1], "queue_arn": key[2], "queue_name": self.queue_name(group[0]),
                 "contacts": len(group)}),
             "disconnect_reasons": self.grouped(
                 self.contacts, lambda c: (self.day(c), c.queue_arn, c.channel, c.outcome, c.reason),

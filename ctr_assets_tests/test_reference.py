@@ -32,7 +32,7 @@ GRAINS = {
     "daily_summary": ("day", "channel"),
     "agent_performance": ("day", "agent_username"),
     "contacts_per_agent": ("agent_username",),
-    "agent_queue_contacts": ("agent_username", "queue_arn"),
+    "agent_queue_contacts": ("day", "agent_username", "queue_arn"),
     "disconnect_reasons": ("day", "queue_arn", "channel", "outcome", "disconnect_reason"),
 }
 NOW = datetime.now(timezone.utc).replace(tzinfo=None)

@@ -59,10 +59,10 @@ def _aggregates_asset() -> dg.AssetsDefinition:
 
 
 @dg.asset(key=DASHBOARD, deps=[dg.AssetKey(name) for name in AGGREGATES], group_name="dashboards", kinds={"html"})
-def dashboard_page(storage: Storage, warehouse: DuckDBResource, settings: CtrSettings):
+def dashboard_page(storage: Storage, warehouse: DuckDBResource):
     """One self-contained HTML page (no network needed to view it) under dashboards/index.html."""
     with warehouse.get_connection() as connection:
-        page = dashboard.render_dashboard(connection, settings).encode()
+        page = dashboard.render_dashboard(connection).encode()
     storage.write(DASHBOARD_FILE, page)
     location = storage.uri(DASHBOARD_FILE)
     return dg.MaterializeResult(
