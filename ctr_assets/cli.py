@@ -76,23 +76,33 @@ def run(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    """Counts of what is where: raw, pending, quarantined, table rows."""
+    """Counts of what is where: raw, pending, quarantined, table rows; and the queue alerts of the latest interval."""
     from ctr_assets.defs.resources import storage_for
     from ctr_assets.lake.pipeline import pending_raw_keys
     from ctr_assets.lake.table import table_files
-    from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
+    from ctr_assets.metrics.alerts import interval_label, latest_interval
+    from ctr_assets.metrics.warehouse import read_aggregate, record_settings, refresh_ctr_view, scratch_connection
 
-    storage = storage_for(CtrSettings.from_env(storage_url=args.storage))
+    settings = CtrSettings.from_env(storage_url=args.storage)
+    storage = storage_for(settings)
     raw = sum(1 for _ in storage.list(RAW))
     pending = sum(len(keys) for keys in pending_raw_keys(storage).values())
     quarantined = sum(storage.read(item.key).count(b"\n") for item in storage.list(QUARANTINE))
-    rows = 0
-    if table_files(storage):
-        with closing(scratch_connection()) as connection:
+    rows, alerts = 0, ["no dashboard tables yet: `ctr-assets run` builds them"]
+    with closing(scratch_connection()) as connection:
+        if table_files(storage):
             refresh_ctr_view(connection, storage)
             rows = connection.sql("SELECT count(*) FROM ctr").fetchall()[0][0]
+        if read_aggregate(connection, storage, "queue_interval_metrics"):
+            # The thresholds of the current settings, on the interval the last build counted.
+            record_settings(connection, settings)
+            queues = latest_interval(connection)
+            alerts = [queue.describe(kind) for queue in queues for kind in ("service_level", "abandonment")
+                      if getattr(queue, f"{kind}_alert")]
+            alerts = [f"{interval_label(queues)}: {len(alerts) or 'no'} queue alert{'' if len(alerts) == 1 else 's'}",
+                      *(f"  WARNING {alert}" for alert in alerts)]
     print(f"storage:      {storage.url}\nraw objects:  {raw} ({pending} pending)\n"
-          f"quarantined:  {quarantined} items\ntable rows:   {rows}")
+          f"quarantined:  {quarantined} items\ntable rows:   {rows}\nalerts:       " + "\n".join(alerts))
     return 0
 
 
@@ -233,7 +243,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="delivery stream name used in object keys (default: %(default)s)")
     run_cmd = command("run", run, "flatten, merge and refresh everything pending, through Dagster")
     run_cmd.add_argument("-v", "--verbose", action="store_true", help="show Dagster's step logs")
-    command("status", status, "show what is stored and what is pending")
+    command("status", status, "show what is stored, what is pending, and the queue alerts of the latest interval")
     query_cmd = command("query", query, "run SQL against the ctr view")
     query_cmd.add_argument("sql")
     query_cmd.add_argument("--limit", type=int, default=40, help="rows to print")

@@ -70,8 +70,15 @@ def metric_sql(name: str) -> str:
 
 
 def prepare_metrics(connection: Any, settings: CtrSettings, as_of: datetime | None = None) -> None:
-    """Record the metric settings in `metric_settings` and (re)create the macros and views the aggregates count
-    from; `as_of` (default now) is when the report is made, which decides whether the last interval is over."""
+    """Record the metric settings and (re)create the views the aggregates count from; `as_of` (default now) is
+    when the report is made, which decides whether the last interval is over."""
+    record_settings(connection, settings, as_of)
+    for name in METRIC_VIEWS:
+        connection.execute(f"CREATE OR REPLACE VIEW {name} AS {metric_sql(name)}")
+
+
+def record_settings(connection: Any, settings: CtrSettings, as_of: datetime | None = None) -> None:
+    """The metric settings as the `metric_settings` table, and the rate macros that read rows of counts."""
     moment = (as_of or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
     parameters = {
         "service_level_seconds": settings.service_level_seconds,
@@ -85,8 +92,6 @@ def prepare_metrics(connection: Any, settings: CtrSettings, as_of: datetime | No
     }
     connection.execute(f"CREATE OR REPLACE TABLE metric_settings AS {metric_sql('metric_settings')}", parameters)
     connection.execute(metric_sql("metric_macros"))
-    for name in METRIC_VIEWS:
-        connection.execute(f"CREATE OR REPLACE VIEW {name} AS {metric_sql(name)}")
 
 
 def build_aggregate(connection: Any, storage: Storage, name: str) -> int:
@@ -96,6 +101,16 @@ def build_aggregate(connection: Any, storage: Storage, name: str) -> int:
     with storage.writer(f"{DASHBOARDS}{name}.parquet") as staged:
         connection.execute(f"COPY {name} TO {sql_text(staged.as_posix())} (FORMAT parquet)")
     return connection.sql(f"SELECT count(*) FROM {name}").fetchall()[0][0]
+
+
+def read_aggregate(connection: Any, storage: Storage, name: str) -> bool:
+    """A view `name` over dashboards/<name>.parquet, as the last build wrote it; False when there is none."""
+    key = f"{DASHBOARDS}{name}.parquet"
+    if not storage.exists(key):
+        return False
+    storage.attach(connection)
+    connection.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_text(storage.uri(key))})")
+    return True
 
 
 def fetch_table(connection: Any, query: str) -> tuple[list[str], list[tuple]]:
