@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    """Counts of what is where: raw, pending, quarantined, table rows; and the queue alerts of the latest interval."""
+    """Counts of what is where: raw, pending, quarantined, table rows; and the queue alerts of the latest complete
+    interval."""
     from ctr_assets.defs.resources import storage_for
     from ctr_assets.lake.pipeline import pending_raw_keys
     from ctr_assets.lake.table import table_files
@@ -243,7 +244,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="delivery stream name used in object keys (default: %(default)s)")
     run_cmd = command("run", run, "flatten, merge and refresh everything pending, through Dagster")
     run_cmd.add_argument("-v", "--verbose", action="store_true", help="show Dagster's step logs")
-    command("status", status, "show what is stored, what is pending, and the queue alerts of the latest interval")
+    command("status", status, "show what is stored, what is pending, and the queue alerts of the latest complete interval")
     query_cmd = command("query", query, "run SQL against the ctr view")
     query_cmd.add_argument("sql")
     query_cmd.add_argument("--limit", type=int, default=40, help="rows to print")

@@ -166,7 +166,7 @@ UNANSWERED_OUTBOUND_REASONS = (("AGENT_DISCONNECT", 0.8), ("TELECOM_PROBLEM", 0.
 POTENTIAL_DISCONNECT_ISSUES = ("AGENT_CONNECTIVITY_ISSUE", "AGENT_NETWORK_ISSUE", "CUSTOMER_CONNECTIVITY_ISSUE")
 # Mean seconds in queue (exponential, times the queue's wait factor): answered ones, and the ones that end
 # otherwise (the customer hangs up, asks for a callback, or a flow moves them on).
-MEAN_WAIT_SECONDS = {"VOICE": 5, "CHAT": 9, "TASK": 45, "CALLBACK": 90, "UNANSWERED": 60}
+MEAN_WAIT_SECONDS = {"VOICE": 4, "CHAT": 8, "TASK": 45, "CALLBACK": 90, "UNANSWERED": 60}
 CALLBACK_INITIAL_DELAY_SECONDS = (60, 600)  # the Transfer to queue block's "Initial delay"
 CALLBACK_EXPIRY_SECONDS = (1800, 3600)  # how long an unanswered callback stays queued
 TALK_LOG_MEAN = {"VOICE": 5.4, "CHAT": 6.0, "TASK": 5.8}  # lognormal, sigma 0.6: medians ~220 s, 400 s, 330 s

@@ -99,11 +99,11 @@ class CtrSettings(dg.ConfigurableResource):
     )
     abandonment_rate_limit: float = Field(
         default=10.0, description="CTR_ABANDONMENT_RATE_LIMIT: abandonment rate in percent above which a queue's "
-        "latest interval raises a warning.",
+        "latest complete interval raises a warning.",
     )
     alert_min_queued: int = Field(
-        default=5, description="CTR_ALERT_MIN_QUEUED: contacts queued in a queue's latest interval below which "
-        "its rates raise no warning (too few to judge).",
+        default=5, description="CTR_ALERT_MIN_QUEUED: contacts queued in a queue's latest complete interval below "
+        "which its rates raise no warning (too few to judge).",
     )
     phone_numbers: str = Field(
         default="keep",

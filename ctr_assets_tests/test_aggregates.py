@@ -2,6 +2,7 @@
 materialized alone, and without a table none is materialized. The queue alerts are that step's checks:
 warnings in the UI, and lines in `ctr-assets status`."""
 
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -13,6 +14,8 @@ from ctr_assets.definitions import hourly_partitions
 from ctr_assets.defs.assets import build_assets
 from ctr_assets.defs.dashboards import build_dashboard_assets
 from ctr_assets.defs.resources import storage_for, warehouse_for
+from ctr_assets.metrics.alerts import interval_label, latest_interval
+from ctr_assets.metrics.warehouse import build_aggregate, prepare_metrics, refresh_ctr_view, scratch_connection
 from ctr_assets.settings import CtrSettings
 from ctr_assets_tests.helpers import connect_contact, firehose_object, raw_key, settings_for, write_sample
 
@@ -62,8 +65,8 @@ def queued(contact_id: str, queue: str, at: datetime, wait: int, answered: bool 
 
 @pytest.fixture
 def alerting(tmp_path, monkeypatch):
-    """Sales crosses both thresholds in the latest interval (10:00); Support is fine there, though its 09:00
-    interval was bad; Billing's 10:00 is bad but has too few contacts queued to judge."""
+    """Sales crosses both thresholds in the latest complete interval (10:00); Support is fine there, though its
+    09:00 interval was bad; Billing's 10:00 is bad but has too few contacts queued to judge."""
     settings = settings_for(tmp_path)
     for name in ("CTR_SERVICE_LEVEL_SECONDS", "CTR_SERVICE_LEVEL_TARGET", "CTR_ABANDONMENT_RATE_LIMIT",
                  "CTR_ALERT_MIN_QUEUED", "CTR_INTERVAL_MINUTES", "CTR_INTERVAL_RULE", "CTR_REPORT_TIMEZONE"):
@@ -74,7 +77,7 @@ def alerting(tmp_path, monkeypatch):
         # Sales 10:00: 5 queued, 2 within 20 s (40% < 80%), 1 abandoned (20% > 10%).
         *(queued(f"sales-{n}", "Sales", minutes(n), wait) for n, wait in enumerate((5, 10, 40, 50))),
         queued("sales-gone", "Sales", minutes(5), 60, answered=False),
-        # Support 10:00: 5 queued, all within 20 s, none abandoned; 09:00: 5 abandoned (not the latest interval).
+        # Support 10:00: 5 queued, all within 20 s, none abandoned; 09:00: 5 abandoned (an earlier interval).
         *(queued(f"support-{n}", "Support", minutes(10 + n), 5) for n in range(5)),
         *(queued(f"support-early-{n}", "Support", minutes(-50 + n), 90, answered=False) for n in range(5)),
         # Billing 10:00: 2 queued, both abandoned: under CTR_ALERT_MIN_QUEUED (5).
@@ -133,3 +136,16 @@ def test_status_before_any_dashboard_says_how_to_get_one(tmp_path, capsys):
     assert main(["status", "--storage", str(tmp_path / "data")]) == 0
     assert capsys.readouterr().out.splitlines()[4:] == [
         "alerts:       no dashboard tables yet: `ctr-assets run` builds them"]
+
+
+def test_an_interval_still_running_is_not_judged(alerting):
+    """Built at 10:30, the 10:00 interval is still running: the alerts judge 09:00, where Support lost 5 of 5."""
+    settings, _ = alerting
+    with closing(scratch_connection()) as connection:
+        refresh_ctr_view(connection, storage_for(settings))
+        prepare_metrics(connection, settings, datetime(2026, 3, 2, 10, 30, tzinfo=timezone.utc))
+        build_aggregate(connection, storage_for(settings), "queue_interval_metrics")
+        queues = latest_interval(connection)
+    assert interval_label(queues) == "2026-03-02 09:00–10:00"
+    assert [(queue.queue_name, queue.service_level_alert, queue.abandonment_alert) for queue in queues] == [
+        ("Support", True, True)]

@@ -25,10 +25,10 @@ DASHBOARD_FILE = f"{DASHBOARDS}index.html"
 QUEUE_METRICS = dg.AssetKey("queue_interval_metrics")
 # The alerts, as warnings on queue_interval_metrics: where the data is, in the UI and `ctr-assets status`.
 ALERTS = {
-    "service_level": "A queue's service level in the latest interval is under CTR_SERVICE_LEVEL_TARGET, out of at "
-                     "least CTR_ALERT_MIN_QUEUED contacts queued (a warning).",
-    "abandonment": "A queue's abandonment rate in the latest interval is over CTR_ABANDONMENT_RATE_LIMIT, out of at "
-                   "least CTR_ALERT_MIN_QUEUED contacts queued (a warning).",
+    "service_level": "A queue's service level in the latest complete interval is under CTR_SERVICE_LEVEL_TARGET, "
+                     "out of at least CTR_ALERT_MIN_QUEUED contacts queued (a warning).",
+    "abandonment": "A queue's abandonment rate in the latest complete interval is over CTR_ABANDONMENT_RATE_LIMIT, "
+                   "out of at least CTR_ALERT_MIN_QUEUED contacts queued (a warning).",
 }
 
 
@@ -77,7 +77,7 @@ def _aggregates_asset() -> dg.AssetsDefinition:
 
 
 def _alert(kind: str, queues: list) -> dg.AssetCheckResult:
-    """The queues of the latest interval that cross the threshold of `kind`, as a warning that lists them."""
+    """The queues of the latest complete interval that cross the threshold of `kind`, as a warning listing them."""
     crossing = [queue.describe(kind) for queue in queues if getattr(queue, f"{kind}_alert")]
     return dg.AssetCheckResult(
         asset_key=QUEUE_METRICS,

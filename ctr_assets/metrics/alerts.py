@@ -1,4 +1,4 @@
-"""Alerts: the queues whose latest interval crosses the service-level target or the abandonment limit."""
+"""Alerts: the queues whose latest complete interval crosses the service-level target or the abandonment limit."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ from ctr_assets.metrics.warehouse import fetch_table, metric_sql
 
 @dataclass(frozen=True)
 class QueueInterval:
-    """One queue in the latest interval (sql/queue_alerts.sql), with what crosses a threshold."""
+    """One queue in the latest complete interval (sql/queue_alerts.sql), with what crosses a threshold."""
 
     interval_start: datetime
     interval_end: datetime
-    is_partial: bool
     queue_arn: str
     queue_name: str
     contacts_queued: int
@@ -40,14 +39,12 @@ class QueueInterval:
 
 
 def latest_interval(connection: Any) -> list[QueueInterval]:
-    """Every queue of the latest interval, from `queue_interval_metrics` and `metric_settings` in `connection`."""
+    """Every queue of the latest complete interval, from `queue_interval_metrics` and `metric_settings`."""
     columns, rows = fetch_table(connection, metric_sql("queue_alerts"))
     return [QueueInterval(**dict(zip(columns, row))) for row in rows]
 
 
 def interval_label(queues: list[QueueInterval]) -> str:
     if not queues:
-        return "no interval"
-    first = queues[0]
-    running = " (still running)" if first.is_partial else ""
-    return f"{first.interval_start:%Y-%m-%d %H:%M}–{first.interval_end:%H:%M}{running}"
+        return "no complete interval yet"
+    return f"{queues[0].interval_start:%Y-%m-%d %H:%M}–{queues[0].interval_end:%H:%M}"

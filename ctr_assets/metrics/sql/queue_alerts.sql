@@ -1,22 +1,22 @@
--- Alerts: each queue of the latest interval in queue_interval_metrics (all channels together), with its service
--- level against CTR_SERVICE_LEVEL_TARGET and its abandonment rate against CTR_ABANDONMENT_RATE_LIMIT. A queue
--- alerts when one of them crosses its threshold and it had at least CTR_ALERT_MIN_QUEUED contacts queued in
--- the interval (fewer are too few to judge). The latest interval may still be running (is_partial): its
--- alerts say how the interval is going so far.
+-- Alerts: each queue of the latest complete interval in queue_interval_metrics (all channels together), with
+-- its service level against CTR_SERVICE_LEVEL_TARGET and its abandonment rate against CTR_ABANDONMENT_RATE_LIMIT.
+-- A queue alerts when one of them crosses its threshold and it had at least CTR_ALERT_MIN_QUEUED contacts queued
+-- in the interval (fewer are too few to judge). An interval still running is not judged: its rates are
+-- provisional, and the contacts that count in it first are the long ones that began in the interval before.
 WITH settings AS (
     SELECT * FROM metric_settings
 ),
 
 latest AS (
     SELECT * FROM queue_interval_metrics
-    WHERE queue_arn IS NOT NULL AND interval_start = (SELECT max(interval_start) FROM queue_interval_metrics)
+    WHERE queue_arn IS NOT NULL
+      AND interval_start = (SELECT max(interval_start) FROM queue_interval_metrics WHERE NOT is_partial)
 ),
 
 counted AS (
     SELECT
         interval_start,
         interval_end,
-        bool_or(is_partial) AS is_partial,
         queue_arn,
         queue_name,
         sum(contacts_queued) AS contacts_queued,
