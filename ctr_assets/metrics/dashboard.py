@@ -123,23 +123,25 @@ SCRIPT = r"""
 (function () {
 "use strict";
 const data = JSON.parse(document.getElementById("dashboard-data").textContent);
-const s = data.settings;
-const col = Object.fromEntries(data.cellColumns.map((name, i) => [name, i + 3]));
+const s = data.settings, limit = data.limits;
+const col = Object.fromEntries(data.cellColumns.map((name, i) => [name, i + 3]));  // cells: period, queue, channel, …
 const PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f", "#bab0ac"];
-const SERVICE_LEVEL = "#2f6db5", ABANDONMENT = "#d1495b", TARGET = "#6b7785";
+const SERVICE_LEVEL = "#2f6db5", ABANDONMENT = "#d1495b", TARGET = "#6b7785", LIMIT = "#e8a0aa";
 const OUTCOME_COLOURS = {"handled": "#59a14f", "abandoned": "#d1495b", "callback requested": "#f28e2b",
   "moved to another queue": "#76b7b2", "callback not connected": "#edc948", "not queued": "#a8b1bb"};
 const W = 600, H = 230, LEFT = 46, RIGHT = 12, TOP = 10, BOTTOM = 30, PW = W - LEFT - RIGHT, PH = H - TOP - BOTTOM;
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const WEEKDAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+const ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"};
+
 const $ = (id) => document.getElementById(id);
-const esc = (text) => String(text).replace(/[&<>"']/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;",
-  "'": "&#39;"})[c]);
+const esc = (text) => String(text).replace(/[&<>"']/g, (c) => ENTITIES[c]);
 const pad = (n) => String(n).padStart(2, "0");
 const count = (v) => v == null ? "–" : Math.round(v).toLocaleString("en-US");
 const percent = (share) => share == null ? "–" : (share * 100).toFixed(1) + "%";
 const ratio = (part, whole) => whole ? part / whole : null;
 const short = (v) => v >= 10 || v === Math.round(v) ? count(v) : v.toPrecision(2);
+const fixed = (v) => v.toFixed(1);
 function duration(seconds) {
   if (seconds == null) return "–";
   const t = Math.round(seconds), h = Math.floor(t / 3600), m = Math.floor(t % 3600 / 60), sec = t % 60;
@@ -150,6 +152,7 @@ function dayLabel(day, withYear = true) {
   const weekday = WEEKDAYS[new Date(Date.UTC(y, m - 1, d)).getUTCDay()];
   return withYear ? `${weekday} ${pad(d)} ${MONTHS[m - 1]} ${y}` : `${weekday} ${pad(d)}`;
 }
+const dayNumber = (day) => Date.UTC(+day.slice(0, 4), +day.slice(5, 7) - 1, +day.slice(8, 10)) / 864e5;
 const sum = (rows, at) => rows.reduce((total, row) => total + row[at], 0);
 function groupBy(rows, key) {
   const groups = new Map();
@@ -160,23 +163,27 @@ function groupBy(rows, key) {
   }
   return groups;
 }
+// [key, value] per group, largest value first; keys are indexes into name lists that are sorted already.
+function ranked(groups, value) {
+  return [...groups.entries()].map(([key, rows]) => [key, value(rows)]).sort((a, b) => b[1] - a[1] || a[0] - b[0]);
+}
 
 const state = {from: data.days[0], to: data.days[data.days.length - 1], queue: -1, channel: -1};
 const inDays = (day) => day >= state.from && day <= state.to;
 const inQueue = (queue) => state.queue < 0 || queue === state.queue;
 const inChannel = (channel) => state.channel < 0 || channel === state.channel;
+const periodsShown = () => data.periods.map((_, i) => i).filter((i) => inDays(data.periodDays[i]));
 
+// The cell columns summed over `rows`, the maximum wait as a maximum.
 function totals(rows) {
   const t = {};
-  for (const name of data.cellColumns) t[name] = name === "max_queue_wait_seconds" ? null : sum(rows, col[name]);
-  for (const row of rows) {
-    const wait = row[col.max_queue_wait_seconds];
-    if (wait != null && (t.max_queue_wait_seconds == null || wait > t.max_queue_wait_seconds)) t.max_queue_wait_seconds = wait;
-  }
+  for (const name of data.cellColumns) t[name] = sum(rows, col[name]);
+  const waits = rows.map((row) => row[col.max_queue_wait_seconds]).filter((wait) => wait != null);
+  t.max_queue_wait_seconds = waits.length ? Math.max(...waits) : null;
   return t;
 }
 
-// --- charts: a fixed 600 x 230 viewBox scaled to the card's width ----------------------------------------------
+// --- charts: a fixed 600 x 230 viewBox scaled to the card's width --------------------------------------------------
 function ticks(high, low = 0) {
   if (high <= low) low = 0;
   if (high <= 0) return [0, 1];
@@ -186,99 +193,118 @@ function ticks(high, low = 0) {
   return Array.from({length: n + 1}, (_, i) => start + step * i);
 }
 const heightOf = (t) => (v) => H - BOTTOM - (v - t[0]) / (t[t.length - 1] - t[0]) * PH;
-const svg = (body, label, height = H) => `<svg viewBox='0 0 ${W} ${height}' role='img' aria-label='${esc(label)}'>${body}</svg>`;
+const svg = (body, label, height = H) =>
+  `<svg viewBox='0 0 ${W} ${height}' role='img' aria-label='${esc(label)}'>${body}</svg>`;
 const empty = (message) => `<p class='empty'>${esc(message)}</p>`;
+const text = (x, y, anchor, content, css = "") =>
+  `<text${css ? ` class='${css}'` : ""} x='${fixed(x)}' y='${fixed(y)}' text-anchor='${anchor}'>${esc(content)}</text>`;
+const rule = (y, css, extra = "") =>
+  `<line class='${css}' x1='${LEFT}' x2='${W - RIGHT}' y1='${fixed(y)}' y2='${fixed(y)}'${extra}/>`;
+const dashed = (y, colour) => rule(y, "reference", ` stroke='${colour}' stroke-width='1.5' stroke-dasharray='6 4'`);
 function gridlines(t, y, label) {
-  return t.map((tick, i) => `<line class='${i ? "gridline" : "axis"}' x1='${LEFT}' x2='${W - RIGHT}' y1='${y(tick).toFixed(1)}' `
-    + `y2='${y(tick).toFixed(1)}'/><text x='${LEFT - 6}' y='${(y(tick) + 4).toFixed(1)}' text-anchor='end'>${esc(label(tick))}</text>`).join("");
+  return t.map((tick, i) => rule(y(tick), i ? "gridline" : "axis") + text(LEFT - 6, y(tick) + 4, "end", label(tick)))
+    .join("");
 }
 function xLabels(labels, x) {
-  const every = Math.max(1, Math.ceil(labels.length / 12));
-  return labels.map((label, i) => i % every ? "" : `<text x='${x(i).toFixed(1)}' y='${H - BOTTOM + 15}' text-anchor='middle'>${esc(label)}</text>`).join("");
+  const every = Math.max(1, Math.ceil(labels.length / 12));  // about 12 labels at most
+  return labels.map((label, i) => i % every ? "" : text(x(i), H - BOTTOM + 15, "middle", label)).join("");
 }
-const dashed = (y, colour = TARGET) => `<line x1='${LEFT}' x2='${W - RIGHT}' y1='${y.toFixed(1)}' y2='${y.toFixed(1)}' stroke='${colour}' `
-  + `stroke-width='1.5' stroke-dasharray='6 4'/>`;
 
+// Stacked columns, one per label, one colour per series; a period still running is drawn lighter.
 function columns(labels, series, partial) {
-  const totals = labels.map((_, i) => series.reduce((t, [, , values]) => t + values[i], 0));
-  const t = ticks(Math.max(0, ...totals)), y = heightOf(t), slot = PW / Math.max(labels.length, 1), width = Math.max(slot * 0.78, 1);
+  const heights = labels.map((_, i) => series.reduce((t, [, , values]) => t + values[i], 0));
+  const t = ticks(Math.max(0, ...heights)), y = heightOf(t);
+  const slot = PW / Math.max(labels.length, 1), width = Math.max(slot * 0.78, 1);
   const parts = [gridlines(t, y, short)];
   labels.forEach((label, i) => {
+    const x = LEFT + i * slot + (slot - width) / 2, running = partial[i] ? " (still running)" : "";
     let stacked = 0;
-    const x = LEFT + i * slot + (slot - width) / 2;
     for (const [name, colour, values] of series) {
       if (values[i] <= 0) continue;
       const top = y(stacked + values[i]);
       stacked += values[i];
-      parts.push(`<rect${partial[i] ? " class='partial'" : ""} x='${x.toFixed(1)}' y='${top.toFixed(1)}' width='${width.toFixed(1)}' `
-        + `height='${(y(0) - y(values[i])).toFixed(1)}' fill='${colour}'><title>${esc(label)}${partial[i] ? " (still running)" : ""} · `
-        + `${esc(name)}: ${short(values[i])}</title></rect>`);
+      parts.push(`<rect${partial[i] ? " class='partial'" : ""} x='${fixed(x)}' y='${fixed(top)}' width='${fixed(width)}' `
+        + `height='${fixed(y(0) - y(values[i]))}' fill='${colour}'>`
+        + `<title>${esc(label)}${running} · ${esc(name)}: ${short(values[i])}</title></rect>`);
     }
   });
   parts.push(xLabels(labels, (i) => LEFT + (i + 0.5) * slot));
   return svg(parts.join(""), "stacked columns");
 }
 
+// Percent lines on a 0-100% axis, broken where a value is missing, with dashed reference lines; a period still
+// running is a hollow point reached by a dashed step, not part of the line.
 function lines(labels, series, references, partial) {
-  const t = [0, 25, 50, 75, 100], y = heightOf(t), slot = PW / Math.max(labels.length, 1), x = (i) => LEFT + (i + 0.5) * slot;
-  const parts = [gridlines(t, y, (tick) => `${tick}%`)];
-  for (const [value, colour] of references) parts.push(dashed(y(value), colour));
+  const t = [0, 25, 50, 75, 100], y = heightOf(t), slot = PW / Math.max(labels.length, 1);
+  const x = (i) => LEFT + (i + 0.5) * slot, at = (i, value) => `${fixed(x(i))} ${fixed(y(value))}`;
+  const parts = [gridlines(t, y, (tick) => `${tick}%`), ...references.map(([value, colour]) => dashed(y(value), colour))];
   for (const [name, colour, values] of series) {
     const path = [];
     let last = null;
     values.forEach((value, i) => {
-      if (value == null) { last = null; return; }
-      if (partial[i]) {  // a running period: a dashed step to a hollow point, not part of the line
-        if (last != null) parts.push(`<path d='M${x(last).toFixed(1)} ${y(values[last]).toFixed(1)} L${x(i).toFixed(1)} ${y(value).toFixed(1)}' `
-          + `fill='none' stroke='${colour}' stroke-width='2' stroke-dasharray='4 3'/>`);
+      if (value == null) {
         last = null;
-        return;
+      } else if (partial[i]) {
+        if (last != null) {
+          parts.push(`<path d='M${at(last, values[last])} L${at(i, value)}' fill='none' stroke='${colour}' `
+            + "stroke-width='2' stroke-dasharray='4 3'/>");
+        }
+        last = null;
+      } else {
+        path.push(`${last == null ? "M" : "L"}${at(i, value)}`);
+        last = i;
       }
-      path.push(`${last == null ? "M" : "L"}${x(i).toFixed(1)} ${y(value).toFixed(1)}`);
-      last = i;
     });
-    parts.push(`<path d='${path.join(" ")}' fill='none' stroke='${colour}' stroke-width='2.5' stroke-linejoin='round'><title>${esc(name)}</title></path>`);
+    parts.push(`<path d='${path.join(" ")}' fill='none' stroke='${colour}' stroke-width='2.5' stroke-linejoin='round'>`
+      + `<title>${esc(name)}</title></path>`);
     values.forEach((value, i) => {
       if (value == null) return;
-      parts.push(`<circle cx='${x(i).toFixed(1)}' cy='${y(value).toFixed(1)}' r='3' fill='${partial[i] ? "#fff" : colour}' stroke='${colour}' `
-        + `stroke-width='1.5'><title>${esc(labels[i])}${partial[i] ? " (still running)" : ""} · ${esc(name)}: ${value.toFixed(1)}%</title></circle>`);
+      parts.push(`<circle cx='${fixed(x(i))}' cy='${fixed(y(value))}' r='3' fill='${partial[i] ? "#fff" : colour}' `
+        + `stroke='${colour}' stroke-width='1.5'><title>${esc(labels[i])}${partial[i] ? " (still running)" : ""} · `
+        + `${esc(name)}: ${fixed(value)}%</title></circle>`);
     });
   }
   parts.push(xLabels(labels, x));
   return svg(parts.join(""), "lines");
 }
 
+// Agents as dots: contacts handled across (from 0), average handle time up (zoomed to the agents' range, in
+// minutes, so that outliers stand out), the average as a dashed line.
 function scatter(points, reference) {
-  const across = ticks(Math.max(...points.map((p) => p[1])));
+  const across = ticks(Math.max(...points.map((p) => p[1]))), right = across[across.length - 1];
   const handles = points.map((p) => p[2]).concat(reference ? [reference] : []);
-  const up = ticks(Math.max(...handles) / 60, Math.min(...handles) / 60).map((m) => 60 * m);
-  const x = (v) => LEFT + v / across[across.length - 1] * PW, y = heightOf(up);
+  const up = ticks(Math.max(...handles) / 60, Math.min(...handles) / 60).map((minutes) => 60 * minutes);
+  const x = (v) => LEFT + v / right * PW, y = heightOf(up);
   const parts = [gridlines(up, y, duration)];
-  for (const tick of across) parts.push(`<text x='${x(tick).toFixed(1)}' y='${H - BOTTOM + 15}' text-anchor='${tick === across[across.length - 1] ? "end" : "middle"}'>${short(tick)}</text>`);
-  parts.push(`<text x='${x(across[across.length - 1] / 2).toFixed(1)}' y='${H - 1}' text-anchor='middle'>contacts handled</text>`);
-  if (reference) parts.push(dashed(y(reference)));
-  for (const [name, handled, handle] of points) parts.push(`<circle cx='${x(handled).toFixed(1)}' cy='${y(handle).toFixed(1)}' r='4.5' `
-    + `fill='${PALETTE[0]}' fill-opacity='.7'><title>${esc(name)}: ${count(handled)} handled, ${duration(handle)} average handle time</title></circle>`);
+  for (const tick of across) parts.push(text(x(tick), H - BOTTOM + 15, tick === right ? "end" : "middle", short(tick)));
+  parts.push(text(x(right / 2), H - 1, "middle", "contacts handled"));
+  if (reference) parts.push(dashed(y(reference), TARGET));
+  for (const [name, handled, handle] of points) {
+    parts.push(`<circle cx='${fixed(x(handled))}' cy='${fixed(y(handle))}' r='4.5' fill='${PALETTE[0]}' fill-opacity='.7'>`
+      + `<title>${esc(name)}: ${count(handled)} handled, ${duration(handle)} average handle time</title></circle>`);
+  }
   return svg(parts.join(""), "agents scatter");
 }
 
+// Horizontal stacked bars, one row per label, with the row's total and share at its end.
 function hbars(bars) {
   const labelWidth = 200, rowHeight = bars.length <= 5 ? 30 : 24, height = Math.max(bars.length * rowHeight + 8, 40);
   const sums = bars.map(([, segments]) => segments.reduce((t, segment) => t + segment[2], 0));
-  const top = Math.max(0, ...sums) || 1, everything = sums.reduce((a, b) => a + b, 0) || 1, plot = W - labelWidth - 110;
+  const widest = Math.max(0, ...sums) || 1, everything = sums.reduce((a, b) => a + b, 0) || 1;
+  const plot = W - labelWidth - 110;
   const parts = [];
   bars.forEach(([label, segments], i) => {
-    const y = 4 + i * rowHeight;
+    const y = 4 + i * rowHeight, middle = y + rowHeight / 2 + 3;
     let x = labelWidth;
-    parts.push(`<text x='${labelWidth - 8}' y='${(y + rowHeight / 2 + 3).toFixed(0)}' text-anchor='end'>${esc(label)}</text>`);
+    parts.push(text(labelWidth - 8, middle, "end", label));
     for (const [name, colour, value] of segments) {
       if (value <= 0) continue;
-      const width = value / top * plot;
-      parts.push(`<rect x='${x.toFixed(1)}' y='${y + 2}' width='${width.toFixed(1)}' height='${rowHeight - 6}' fill='${colour}'>`
+      const width = value / widest * plot;
+      parts.push(`<rect x='${fixed(x)}' y='${y + 2}' width='${fixed(width)}' height='${rowHeight - 6}' fill='${colour}'>`
         + `<title>${esc(label)} · ${esc(name)}: ${count(value)}</title></rect>`);
       x += width;
     }
-    parts.push(`<text class='value' x='${(x + 6).toFixed(1)}' y='${(y + rowHeight / 2 + 3).toFixed(0)}'>${count(sums[i])} (${percent(sums[i] / everything)})</text>`);
+    parts.push(text(x + 6, middle, "start", `${count(sums[i])} (${percent(sums[i] / everything)})`, "value"));
   });
   return svg(parts.join(""), "horizontal bars", height);
 }
@@ -286,25 +312,26 @@ function hbars(bars) {
 // --- cards, tables and cells ---------------------------------------------------------------------------------------
 function card(id, title, note, body, legend = []) {
   const keys = legend.map(([name, swatch]) => swatch === "dash" || swatch === "partial"
-    ? `<li><i class='${swatch}'></i>${esc(name)}</li>` : `<li><i style='background:${swatch}'></i>${esc(name)}</li>`).join("");
-  $(id).innerHTML = `<h2>${esc(title)}</h2><p class='note'>${esc(note)}</p>${body}${keys ? `<ul class='legend'>${keys}</ul>` : ""}`;
+    ? `<li><i class='${swatch}'></i>${esc(name)}</li>`
+    : `<li><i style='background:${swatch}'></i>${esc(name)}</li>`).join("");
+  $(id).innerHTML = `<h2>${esc(title)}</h2><p class='note'>${esc(note)}</p>${body}`
+    + (keys ? `<ul class='legend'>${keys}</ul>` : "");
 }
-const td = (text, css = "") => `<td${css ? ` class='${css}'` : ""}>${esc(text)}</td>`;
+const td = (content, css = "") => `<td${css ? ` class='${css}'` : ""}>${esc(content)}</td>`;
 const nameCell = (name) => `<td class='name' title='${esc(name)}'>${esc(name)}</td>`;
-const barCell = (value, top) => `<td><div class='barcell'>${count(value)}<span style='width:${(48 * value / top).toFixed(0)}px'></span></div></td>`;
-function heatCell(value, top) {
+const barCell = (value, busiest) =>
+  `<td><div class='barcell'>${count(value)}<span style='width:${(48 * value / busiest).toFixed(0)}px'></span></div></td>`;
+function heatCell(value, darkest) {
   if (!value) return "<td></td>";
-  const alpha = 0.12 + 0.88 * value / top;
-  return `<td style='background:rgba(78,121,167,${alpha.toFixed(2)});color:${alpha > 0.55 ? "#fff" : "#1f2933"}'>${count(value)}</td>`;
+  const alpha = 0.12 + 0.88 * value / darkest;
+  return `<td style='background:rgba(78,121,167,${alpha.toFixed(2)});color:${alpha > 0.55 ? "#fff" : "#1f2933"}'>`
+    + `${count(value)}</td>`;
 }
-const table = (head, rows, css = "") => `<table${css ? ` class='${css}'` : ""}><tr>${head.map((h) => `<th>${esc(h)}</th>`).join("")}</tr>`
-  + rows.map((row) => `<tr${row.attributes || ""}>${row.join("")}</tr>`).join("") + "</table>";
+function table(head, rows, css = "") {
+  return `<table${css ? ` class='${css}'` : ""}><tr>${head.map((h) => `<th>${esc(h)}</th>`).join("")}</tr>`
+    + rows.map((row) => `<tr${row.attributes || ""}>${row.join("")}</tr>`).join("") + "</table>";
+}
 const queueLabel = (index) => data.queues[index][1];
-// [key, value] per group, largest value first; keys are indexes into name lists that are sorted already.
-function ranked(groups, value) {
-  return [...groups.entries()].map(([key, rows]) => [key, value(rows)]).sort((a, b) => b[1] - a[1] || a[0] - b[0]);
-}
-const dayNumber = (day) => Date.UTC(+day.slice(0, 4), +day.slice(5, 7) - 1, +day.slice(8, 10)) / 864e5;
 
 // --- the panels ------------------------------------------------------------------------------------------------------
 function header(cells) {
@@ -314,15 +341,17 @@ function header(cells) {
     const days = dayNumber(state.to) - dayNumber(state.from) + 1;
     label = `${dayLabel(state.from)} – ${dayLabel(state.to)} (${days} day${days === 1 ? "" : "s"})`;
   } else if (periods.length) {
-    const first = data.periods[periods[0]], last = data.periods[periods[periods.length - 1]], end = data.periodEnds[periods[periods.length - 1]];
+    const first = data.periods[periods[0]], last = data.periods[periods[periods.length - 1]];
+    const end = data.periodEnds[periods[periods.length - 1]];
     label = first.slice(0, 10) === last.slice(0, 10)
       ? `${dayLabel(first.slice(0, 10))}, ${first.slice(11)}–${end === "00:00" ? "24:00" : end}`
       : `${dayLabel(first.slice(0, 10))} ${first.slice(11)} – ${dayLabel(last.slice(0, 10), false)} ${end}`;
   }
   $("period").textContent = data.days.length ? label : "no contacts yet";
   const running = periods.filter((i) => data.partial[i]).map((i) => data.periods[i]);
-  $("partial-note").textContent = running.length ? `${data.byDay ? "Today" : `The interval from ${running[0].slice(11)}`} is still running: `
-    + "it is drawn lighter and its numbers will grow." : "";
+  $("partial-note").textContent = !running.length ? ""
+    : `${data.byDay ? "Today" : `The interval from ${running[0].slice(11)}`} is still running: `
+      + "it is drawn lighter and its numbers will grow.";
 }
 
 function kpis(cells) {
@@ -332,158 +361,179 @@ function kpis(cells) {
   const tiles = [
     ["contacts", "Contacts", count(t.contacts), `${count(t.contacts_queued)} queued`, null],
     ["handled", "Handled", count(t.contacts_handled), `${count(t.contacts_answered)} answered from queue`, null],
-    ["abandonment", "Abandonment rate", percent(abandonment), `${count(t.contacts_abandoned)} abandoned · limit ${+s.abandonment_rate_limit}%`,
-      abandonment == null ? null : abandonment * 100 <= s.abandonment_rate_limit],
-    ["service-level", `Service level (${s.service_level_seconds} s)`, percent(serviceLevel), `target ${+s.service_level_target}%`,
-      serviceLevel == null ? null : serviceLevel * 100 >= s.service_level_target],
-    ["speed-of-answer", "Avg speed of answer", duration(ratio(t.queue_answer_seconds, t.contacts_answered)), "wait of answered contacts", null],
+    ["abandonment", "Abandonment rate", percent(abandonment),
+     `${count(t.contacts_abandoned)} abandoned · limit ${+s.abandonment_rate_limit}%`,
+     abandonment == null ? null : abandonment * 100 <= s.abandonment_rate_limit],
+    ["service-level", `Service level (${s.service_level_seconds} s)`, percent(serviceLevel),
+     `target ${+s.service_level_target}%`, serviceLevel == null ? null : serviceLevel * 100 >= s.service_level_target],
+    ["speed-of-answer", "Avg speed of answer", duration(ratio(t.queue_answer_seconds, t.contacts_answered)),
+     "wait of answered contacts", null],
     ["handle-time", "Avg handle time", duration(ratio(t.handle_seconds, t.contacts_handled)), "talk + hold + ACW", null],
   ];
-  $("kpis").innerHTML = tiles.map(([key, label, value, sub, good]) => `<div class='kpi${good == null ? "" : good ? " good" : " bad"}' id='kpi-${key}'>`
-    + `<div class='l'>${esc(label)}</div><div class='v'>${esc(value)}</div><div class='s'>${esc(sub)}</div></div>`).join("");
+  $("kpis").innerHTML = tiles.map(([key, label, value, sub, good]) =>
+    `<div class='kpi${good == null ? "" : good ? " good" : " bad"}' id='kpi-${key}'><div class='l'>${esc(label)}</div>`
+    + `<div class='v'>${esc(value)}</div><div class='s'>${esc(sub)}</div></div>`).join("");
 }
 
+// Queue indexes of `cells`, the most queued first (then the most handled).
 function queueOrder(cells) {
-  return ranked(groupBy(cells, (row) => row[1]), (rows) => sum(rows, col.contacts_queued) * 1e6 + sum(rows, col.contacts_handled))
+  const groups = groupBy(cells, (row) => row[1]);
+  return ranked(groups, (rows) => sum(rows, col.contacts_queued) * 1e6 + sum(rows, col.contacts_handled))
     .map(([queue]) => queue);
 }
 
 function volume(cells) {
-  const byHourOfDay = data.byDay;
-  let labels, placed, title, note;
-  if (byHourOfDay) {
-    // Averaged over the days that had contacts in that hour, so a partial first or last day (or a closed day)
-    // does not dilute it.
+  let labels, placed, partial, title, note;
+  if (data.byDay) {
+    // Averaged over the days that had contacts in that hour, so that a partial first or last day (or a day the
+    // centre was closed) does not dilute it.
     const rows = data.profile.filter((row) => inDays(data.days[row[0]]) && inQueue(row[2]) && inChannel(row[3]));
-    const days = new Map();
-    for (const row of rows) { if (!days.has(row[1])) days.set(row[1], new Set()); days.get(row[1]).add(row[0]); }
+    const days = groupBy(rows, (row) => row[1]);
     labels = Array.from({length: 24}, (_, hour) => pad(hour));
-    placed = rows.map((row) => [row[1], row[2], row[4] / days.get(row[1]).size]);
+    placed = rows.map((row) => [row[1], row[2], row[4] / new Set(days.get(row[1]).map((r) => r[0])).size]);
+    partial = labels.map(() => false);
     title = "Contacts queued by hour of day, by queue";
     note = "Average per day with contacts in that hour.";
   } else {
-    const slots = data.periods.map((_, i) => i).filter((i) => inDays(data.periodDays[i]));
-    const at = new Map(slots.map((period, i) => [period, i]));
-    labels = slots.map((i) => data.periods[i].slice(11) === "00:00" ? `${dayLabel(data.periodDays[i], false)} 00:00` : data.periods[i].slice(11));
-    placed = cells.filter((row) => row[col.contacts_queued] > 0).map((row) => [at.get(row[0]), row[1], row[col.contacts_queued]]);
+    const slots = periodsShown(), at = new Map(slots.map((period, i) => [period, i]));
+    labels = slots.map((i) => data.periods[i].slice(11) === "00:00"
+      ? `${dayLabel(data.periodDays[i], false)} 00:00` : data.periods[i].slice(11));
+    placed = cells.filter((row) => row[col.contacts_queued] > 0)
+      .map((row) => [at.get(row[0]), row[1], row[col.contacts_queued]]);
+    partial = slots.map((i) => data.partial[i]);
     title = `Contacts queued per ${s.interval_minutes === 60 ? "hour" : `${s.interval_minutes} minutes`}, by queue`;
     note = "";
   }
   note += ` Counted at each contact's ${s.interval_rule} time.`;
   const order = queueOrder(cells).filter((queue) => placed.some((p) => p[1] === queue));
-  const shown = order.slice(0, 8).concat(order.length > 8 ? ["other"] : []);
+  const shown = order.slice(0, limit.queues).concat(order.length > limit.queues ? ["other"] : []);
   const series = new Map(shown.map((queue) => [queue, labels.map(() => 0)]));
   for (const [slot, queue, value] of placed) series.get(series.has(queue) ? queue : "other")[slot] += value;
-  const legend = shown.map((queue, i) => [queue === "other" ? "other queues" : queueLabel(queue), PALETTE[i % PALETTE.length]]);
-  const partial = byHourOfDay ? labels.map(() => false) : data.periods.map((_, i) => i).filter((i) => inDays(data.periodDays[i])).map((i) => data.partial[i]);
+  const legend = shown.map((queue, i) => [queue === "other" ? "other queues" : queueLabel(queue),
+                                          PALETTE[i % PALETTE.length]]);
+  const body = !placed.length ? empty("No queued contacts in this selection.")
+    : columns(labels, shown.map((queue, i) => [legend[i][0], legend[i][1], series.get(queue)]), partial);
   if (partial.some(Boolean)) legend.push(["still running", "partial"]);
-  const body = placed.length ? columns(labels, shown.map((queue, i) => [legend[i][0], legend[i][1], series.get(queue)]), partial)
-    : empty("No queued contacts in this selection.");
   card("chart-volume", title, note.trim(), body, legend);
 }
 
 function rates(cells) {
-  const slots = data.periods.map((_, i) => i).filter((i) => inDays(data.periodDays[i]));
-  const byPeriod = groupBy(cells, (row) => row[0]);
-  const values = (part) => slots.map((period) => {
+  const slots = periodsShown(), byPeriod = groupBy(cells, (row) => row[0]);
+  const percents = (part) => slots.map((period) => {
     const rows = byPeriod.get(period) || [], queued = sum(rows, col.contacts_queued);
     return queued ? 100 * sum(rows, col[part]) / queued : null;
   });
-  const labels = slots.map((i) => data.byDay ? `${data.periods[i].slice(8, 10)} ${MONTHS[+data.periods[i].slice(5, 7) - 1]}` : data.periods[i].slice(11));
+  const labels = slots.map((i) => data.byDay
+    ? `${data.periods[i].slice(8, 10)} ${MONTHS[+data.periods[i].slice(5, 7) - 1]}` : data.periods[i].slice(11));
   const partial = slots.map((i) => data.partial[i]);
-  const series = [[`Service level (${s.service_level_seconds} s)`, SERVICE_LEVEL, values("contacts_within_service_level")],
-                  ["Abandonment rate", ABANDONMENT, values("contacts_abandoned")]];
+  const series = [
+    [`Service level (${s.service_level_seconds} s)`, SERVICE_LEVEL, percents("contacts_within_service_level")],
+    ["Abandonment rate", ABANDONMENT, percents("contacts_abandoned")],
+  ];
   const legend = series.map(([name, colour]) => [name, colour]).concat([[`target ${+s.service_level_target}%`, "dash"]]);
   if (partial.some(Boolean)) legend.push(["still running (hollow)", "partial"]);
-  const has = series.some(([, , v]) => v.some((value) => value != null));
+  const drawn = series.some(([, , values]) => values.some((value) => value != null));
   const unit = data.byDay ? "day" : s.interval_minutes === 60 ? "hour" : `${s.interval_minutes} minutes`;
+  const references = [[s.service_level_target, TARGET], [s.abandonment_rate_limit, LIMIT]];
   card("chart-service-level", `Service level and abandonment rate, per ${unit}`,
     `Service level: share of queued contacts answered or gone from the queue within ${s.service_level_seconds} s. `
-    + "Abandonment: share of queued contacts that hung up before reaching an agent.",
-    has ? lines(labels, series, [[s.service_level_target, TARGET], [s.abandonment_rate_limit, "#e8a0aa"]], partial) : empty("No queued contacts in this selection."),
-    legend);
+    + `Abandonment: share of queued contacts that hung up before reaching an agent (limit ${+s.abandonment_rate_limit}%).`,
+    drawn ? lines(labels, series, references, partial) : empty("No queued contacts in this selection."), legend);
 }
 
 function queueTable(cells) {
-  const groups = groupBy(cells, (row) => row[1]);
-  const order = queueOrder(cells);
-  const rows = order.slice(0, 25).map((queue) => {
+  const groups = groupBy(cells, (row) => row[1]), order = queueOrder(cells);
+  const rows = order.slice(0, limit.queueRows).map((queue) => {
     const t = totals(groups.get(queue));
-    const level = ratio(t.contacts_within_service_level, t.contacts_queued), abandonment = ratio(t.contacts_abandoned, t.contacts_queued);
-    const row = [nameCell(queueLabel(queue)), td(count(t.contacts)), td(count(t.contacts_queued)), td(count(t.contacts_handled)),
-      td(percent(abandonment), abandonment == null ? "" : abandonment * 100 > s.abandonment_rate_limit ? "bad" : ""),
+    const level = ratio(t.contacts_within_service_level, t.contacts_queued);
+    const abandonment = ratio(t.contacts_abandoned, t.contacts_queued);
+    const row = [nameCell(queueLabel(queue)), td(count(t.contacts)), td(count(t.contacts_queued)),
+      td(count(t.contacts_handled)),
+      td(percent(abandonment), abandonment != null && abandonment * 100 > s.abandonment_rate_limit ? "bad" : ""),
       td(percent(level), level == null ? "" : level * 100 >= s.service_level_target ? "good" : "bad"),
       td(duration(ratio(t.queue_answer_seconds, t.contacts_answered))), td(duration(t.max_queue_wait_seconds)),
-      td(duration(ratio(t.handle_seconds, t.contacts_handled))), td(duration(ratio(t.hold_seconds, t.contacts_put_on_hold))),
+      td(duration(ratio(t.handle_seconds, t.contacts_handled))),
+      td(duration(ratio(t.hold_seconds, t.contacts_put_on_hold))),
       td(count(t.transfers_in)), td(count(t.transfers_out)), td(count(t.callback_contacts))];
     row.attributes = ` data-queue='${esc(data.queues[queue][0] || "")}'`;
     return row;
   });
-  const more = order.length > 25 ? ` Busiest 25 of ${order.length} queues.` : "";
-  card("table-queues", "Queues", "Handled includes outbound contacts, under the agent's outbound queue; transfers count "
-    + `agents' and flows' moves. Service level under the target and abandonment over the limit are in red.${more}`,
-    rows.length ? table(["Queue", "Contacts", "Queued", "Handled", "Abandoned", "Service level", "Avg answer", "Max wait", "Avg handle",
-                        "Avg hold", "Transfers in", "Transfers out", "Callbacks"], rows) : empty("No contacts in this selection."));
+  const more = order.length > limit.queueRows ? ` Busiest ${limit.queueRows} of ${order.length} queues.` : "";
+  const head = ["Queue", "Contacts", "Queued", "Handled", "Abandoned", "Service level", "Avg answer", "Max wait",
+                "Avg handle", "Avg hold", "Transfers in", "Transfers out", "Callbacks"];
+  card("table-queues", "Queues", "Handled includes outbound contacts, under the agent's outbound queue; transfers "
+    + "count agents' and flows' moves. Service level under the target and abandonment over the limit are in red."
+    + more, rows.length ? table(head, rows) : empty("No contacts in this selection."));
 }
 
+// The agents of the date range, the busiest first, with their totals and averages.
 function agentRows() {
   const groups = groupBy(data.agentDays.filter((row) => inDays(data.days[row[0]])), (row) => row[1]);
   return ranked(groups, (group) => sum(group, 2)).map(([agent]) => {
-    const [handled, handle, onHold, hold, work, hungUp, transfers] = [2, 3, 4, 5, 6, 7, 8].map((at) => sum(groups.get(agent), at));
-    return {name: data.agents[agent], handled, handle: ratio(handle, handled), hold: ratio(hold, onHold), work: ratio(work, handled),
-            hungUp, transfers, handleSeconds: handle};
+    const [handled, handle, onHold, hold, work, hungUp, transfers] = [2, 3, 4, 5, 6, 7, 8]
+      .map((at) => sum(groups.get(agent), at));
+    return {name: data.agents[agent], handled, handleSeconds: handle, handle: ratio(handle, handled),
+            hold: ratio(hold, onHold), work: ratio(work, handled), hungUp, transfers};
   });
 }
 
 function agentPanels() {
   const agents = agentRows(), busiest = Math.max(0, ...agents.map((a) => a.handled)) || 1;
-  const handled = agents.reduce((t, a) => t + a.handled, 0), centre = ratio(agents.reduce((t, a) => t + a.handleSeconds, 0), handled);
-  const of = `${Math.min(15, agents.length)} of ${data.agentTotal} agents`;
+  const handled = agents.reduce((t, a) => t + a.handled, 0);
+  const average = ratio(agents.reduce((t, a) => t + a.handleSeconds, 0), handled);
   const points = agents.filter((a) => a.handle != null).map((a) => [a.name, a.handled, a.handle]);
-  card("chart-agents", "Agents: contacts handled and average handle time",
-    `One dot per agent: above the dashed line, slower than the average. Follows the date range (agents serve several queues and channels).`,
-    points.length ? scatter(points, centre) : empty("No contacts handled by agents in these days."),
-    [["agent", PALETTE[0]]].concat(centre ? [["average", "dash"]] : []));
-  const rows = agents.slice(0, 15).map((a) => [nameCell(a.name), barCell(a.handled, busiest), td(duration(a.handle)), td(duration(a.hold)),
-                                                td(duration(a.work)), td(count(a.hungUp)), td(count(a.transfers))]);
-  card("table-agents", "Agent performance", `Busiest ${of} in these days. Avg hold counts only contacts put on hold; hung up first: `
-    + "the agent disconnected before the customer. Follows the date range.",
+  card("chart-agents", "Agents: contacts handled and average handle time", "One dot per agent: above the dashed "
+    + "line, slower than the average. Follows the date range (agents serve several queues and channels).",
+    points.length ? scatter(points, average) : empty("No contacts handled by agents in these days."),
+    [["agent", PALETTE[0]]].concat(average ? [["average", "dash"]] : []));
+  const rows = agents.slice(0, limit.agents).map((a) => [nameCell(a.name), barCell(a.handled, busiest),
+    td(duration(a.handle)), td(duration(a.hold)), td(duration(a.work)), td(count(a.hungUp)), td(count(a.transfers))]);
+  card("table-agents", "Agent performance", `Busiest ${Math.min(limit.agents, agents.length)} of ${data.agentTotal} `
+    + "agents in these days. Avg hold counts only contacts put on hold; hung up first: the agent disconnected before "
+    + "the customer. Follows the date range.",
     rows.length ? table(["Agent", "Handled", "Avg handle", "Avg hold", "Avg ACW", "Hung up first", "Transfers out"], rows)
       : empty("No contacts handled by agents in these days."));
 }
 
 function grid() {
   const rows = data.agentQueues.filter((row) => inDays(data.days[row[0]]) && inQueue(row[2]));
-  const agents = ranked(groupBy(rows, (row) => row[1]), (group) => sum(group, 3)).slice(0, 15).map(([agent]) => agent);
+  const agents = ranked(groupBy(rows, (row) => row[1]), (group) => sum(group, 3)).slice(0, limit.agents)
+    .map(([agent]) => agent);
   const queues = ranked(groupBy(rows, (row) => row[2]), (group) => sum(group, 3)).map(([queue]) => queue);
-  const columnsShown = queues.slice(0, 8).concat(queues.length > 8 ? ["other"] : []);
+  const shown = queues.slice(0, limit.queues).concat(queues.length > limit.queues ? ["other"] : []);
   const cells = new Map();
   for (const [, agent, queue, contacts] of rows) {
-    const key = `${agent}/${columnsShown.includes(queue) ? queue : "other"}`;
+    const key = `${agent}/${shown.includes(queue) ? queue : "other"}`;
     cells.set(key, (cells.get(key) || 0) + contacts);
   }
-  const top = Math.max(0, ...agents.flatMap((agent) => columnsShown.map((queue) => cells.get(`${agent}/${queue}`) || 0))) || 1;
-  const body = agents.map((agent) => [nameCell(data.agents[agent])].concat(columnsShown.map((queue) => heatCell(cells.get(`${agent}/${queue}`) || 0, top))));
-  card("chart-agent-queue", "Agent by queue", `Contacts per agent and queue, the busiest ${agents.length} agents in these days; darker `
-    + "is more. Follows the date range and queue filter.",
-    agents.length ? table(["Agent"].concat(columnsShown.map((queue) => queue === "other" ? "other queues" : queueLabel(queue))), body, "heat")
-      : empty("No contacts handled by agents in this selection."));
+  const value = (agent, queue) => cells.get(`${agent}/${queue}`) || 0;
+  const darkest = Math.max(0, ...agents.flatMap((agent) => shown.map((queue) => value(agent, queue)))) || 1;
+  const body = agents.map((agent) => [nameCell(data.agents[agent])]
+    .concat(shown.map((queue) => heatCell(value(agent, queue), darkest))));
+  const head = ["Agent"].concat(shown.map((queue) => queue === "other" ? "other queues" : queueLabel(queue)));
+  card("chart-agent-queue", "Agent by queue", `Contacts per agent and queue, the busiest ${agents.length} agents in `
+    + "these days; darker is more. Follows the date range and queue filter.",
+    agents.length ? table(head, body, "heat") : empty("No contacts handled by agents in this selection."));
 }
 
 function reasons() {
   const rows = data.reasons.filter((row) => inDays(data.days[row[0]]) && inQueue(row[1]) && inChannel(row[2]));
   const byReason = groupBy(rows, (row) => row[4]);
   const order = ranked(byReason, (group) => sum(group, 5)).map(([reason]) => reason);
-  const outcomes = [...new Set(rows.map((row) => row[3]))].sort((a, b) => {
-    const known = Object.keys(OUTCOME_COLOURS), ia = known.indexOf(data.outcomes[a]), ib = known.indexOf(data.outcomes[b]);
-    return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || data.outcomes[a].localeCompare(data.outcomes[b]);
-  });
+  const known = Object.keys(OUTCOME_COLOURS), rank = (o) => known.includes(data.outcomes[o])
+    ? known.indexOf(data.outcomes[o]) : known.length;
+  const outcomes = [...new Set(rows.map((row) => row[3]))]
+    .sort((a, b) => rank(a) - rank(b) || data.outcomes[a].localeCompare(data.outcomes[b]));
   const colours = new Map(outcomes.map((o, i) => [o, OUTCOME_COLOURS[data.outcomes[o]] || PALETTE[i % PALETTE.length]]));
-  const segments = (group) => outcomes.map((o) => [data.outcomes[o], colours.get(o), group.filter((row) => row[3] === o).reduce((t, row) => t + row[5], 0)]);
-  const bars = order.slice(0, 8).map((reason) => [data.reasonNames[reason], segments(byReason.get(reason))]);
-  if (order.length > 8) bars.push(["other reasons", segments(order.slice(8).flatMap((reason) => byReason.get(reason)))]);
-  card("chart-disconnect-reasons", "Disconnect reasons", "How each contact ended (Connect's DisconnectReason; (none) when Connect "
-    + "gave none), coloured by what happened to it.", rows.length ? hbars(bars) : empty("No contacts in this selection."),
+  const segments = (group) => outcomes.map((o) => [data.outcomes[o], colours.get(o),
+                                                   sum(group.filter((row) => row[3] === o), 5)]);
+  const bars = order.slice(0, limit.reasons).map((reason) => [data.reasonNames[reason], segments(byReason.get(reason))]);
+  if (order.length > limit.reasons) {
+    bars.push(["other reasons", segments(order.slice(limit.reasons).flatMap((reason) => byReason.get(reason)))]);
+  }
+  card("chart-disconnect-reasons", "Disconnect reasons", "How each contact ended (Connect's DisconnectReason; "
+    + "(none) when Connect gave none), coloured by what happened to it.",
+    rows.length ? hbars(bars) : empty("No contacts in this selection."),
     outcomes.map((o) => [data.outcomes[o], colours.get(o)]));
 }
 
@@ -549,6 +599,7 @@ def dashboard_data(connection: Any) -> dict:
     agent_index = {agent: i for i, agent in enumerate(agents)}
     return {
         "settings": settings,
+        "limits": {"queues": TOP_QUEUES, "agents": TOP_AGENTS, "reasons": TOP_REASONS, "queueRows": QUEUE_ROWS},
         "byDay": by_day,
         "days": [day.isoformat() for day in days],
         "periods": [_period_text(period, by_day) for period in periods],
@@ -619,24 +670,26 @@ def _page(data: dict) -> str:
     ]
     terms = "".join(f"<dt>{escape(term)}</dt><dd>{escape(text)}.</dd>" for term, text in definitions)
     first, last = (data["days"][0], data["days"][-1]) if data["days"] else ("", "")
-    queue_options = "".join(f"<option value='{i}'>{escape(label)}</option>" for i, (_, label) in enumerate(data["queues"]))
-    channel_options = "".join(f"<option value='{i}'>{escape(name)}</option>" for i, name in enumerate(data["channels"]))
-    cards = "".join(f"<section class='card{' wide' if card == 'table-queues' else ''}' id='{card}'></section>" for card in CARDS)
+    queues = "".join(f"<option value='{i}'>{escape(label)}</option>" for i, (_, label) in enumerate(data["queues"]))
+    channels = "".join(f"<option value='{i}'>{escape(name)}</option>" for i, name in enumerate(data["channels"]))
+    cards = "".join(f"<section class='card{' wide' if card == 'table-queues' else ''}' id='{card}'></section>"
+                    for card in CARDS)
     payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")
-    rule = "disconnect" if settings["interval_rule"] == "disconnect" else "enqueue"
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width,initial-scale=1'>"
         f"<title>Contact centre dashboard · {escape(span)}</title><style>{STYLE}</style></head><body><main>"
         f"<header><h1>Contact centre<span class='period' id='period'>{escape(span)}</span></h1>"
         f"<div class='meta'>Times in {escape(settings['report_timezone'])} · {settings['interval_minutes']}-minute "
-        f"intervals, each contact counted at its {rule} time · Amazon Connect contact records, one row per contact "
-        f"after deduplication · tables built {escape(settings['as_of'][:16].replace('T', ' '))} UTC</div></header>"
+        f"intervals, each contact counted at its {escape(settings['interval_rule'])} time · Amazon Connect contact "
+        f"records, one row per contact after deduplication · tables built "
+        f"{escape(settings['as_of'][:16].replace('T', ' '))} UTC</div></header>"
         "<form class='filters' id='filters' onsubmit='return false'>"
         f"<label>From <input type='date' id='filter-from' min='{first}' max='{last}' value='{first}'></label>"
         f"<label>To <input type='date' id='filter-to' min='{first}' max='{last}' value='{last}'></label>"
-        f"<label>Queue <select id='filter-queue'><option value='-1'>All queues</option>{queue_options}</select></label>"
-        f"<label>Channel <select id='filter-channel'><option value='-1'>All channels</option>{channel_options}</select></label>"
+        f"<label>Queue <select id='filter-queue'><option value='-1'>All queues</option>{queues}</select></label>"
+        f"<label>Channel <select id='filter-channel'><option value='-1'>All channels</option>{channels}</select>"
+        "</label>"
         "<button type='reset' id='filter-reset'>Show everything</button><span id='partial-note'></span></form>"
         "<section class='kpis' id='kpis'></section>"
         f"<div class='grid'>{cards}</div>"
