@@ -207,19 +207,19 @@ def stage_pipeline(workdir: Path, args: argparse.Namespace) -> dict:
 
     import duckdb
 
+    from ctr_assets.defs.resources import table_for
     from ctr_assets.lake.pipeline import (
         conservation_problems,
         flatten_hours,
         merge_hours,
         pending_raw_keys,
     )
-    from ctr_assets.defs.resources import table_for
     from ctr_assets.lake.storage import LocalStorage
     from ctr_assets.metrics.dashboard import render_dashboard
     from ctr_assets.metrics.warehouse import (
         AGGREGATES,
         build_aggregate,
-        metric_parameters,
+        prepare_metrics,
         refresh_ctr_view,
         scratch_connection,
     )
@@ -243,8 +243,9 @@ def stage_pipeline(workdir: Path, args: argparse.Namespace) -> dict:
     mark = time.perf_counter()
     with closing(duckdb.connect(str(workdir / "ctr.duckdb"))) as connection:
         refresh_ctr_view(connection, storage, table)
+        prepare_metrics(connection, settings)
         for name in AGGREGATES:
-            build_aggregate(connection, storage, name, metric_parameters(settings))
+            build_aggregate(connection, storage, name)
         storage.write("dashboards/index.html", render_dashboard(connection, settings).encode())
     seconds["aggregates"] = time.perf_counter() - mark
     seconds["total"] = time.perf_counter() - began

@@ -30,8 +30,12 @@ def simulate(args: argparse.Namespace) -> int:
     from ctr_assets.sample import write_firehose_objects
 
     storage = storage_for(CtrSettings.from_env(storage_url=args.storage))
-    # Updated copies arrive up to 3 hours after their contact: start early enough that none is in the future.
-    start = args.start or floor_hour(datetime.now(timezone.utc)) - timedelta(hours=args.hours + 3)
+    now = datetime.now(timezone.utc)
+    # The last complete hours by default; each hour's contacts depend only on the seed and the hour, so another
+    # range adds other contacts and the same range writes the same objects again.
+    start = args.start or floor_hour(now) - timedelta(hours=args.hours)
+    if start > now:
+        raise SettingError(f"--start: {start:%Y-%m-%dT%H} is in the future (UTC now: {now:%Y-%m-%dT%H:%M})")
     written = [0]
 
     def write(key: str, data: bytes) -> None:
@@ -40,9 +44,11 @@ def simulate(args: argparse.Namespace) -> int:
         if written[0] % 100 == 0:
             print(f"  {written[0]} objects written", file=sys.stderr)
 
-    stats = write_firehose_objects(write, start, args.hours, args.contacts_per_hour, seed=args.seed, stream=args.stream)
+    stats = write_firehose_objects(write, start, args.hours, args.contacts_per_hour, seed=args.seed, stream=args.stream,
+                                   until=now)
+    later = f"; {stats.held_back} records would arrive after now and were not written" if stats.held_back else ""
     print(f"wrote {stats.objects} Firehose objects with {stats.records} records ({stats.contacts} contacts) "
-          f"under {storage.uri(RAW)}, hours from {start:%Y-%m-%dT%H}:00Z")
+          f"under {storage.uri(RAW)}, hours from {start:%Y-%m-%dT%H}:00Z{later}")
     return 0
 
 
@@ -78,10 +84,17 @@ def _report(summary) -> int:
 
 
 def status(args: argparse.Namespace) -> int:
-    """Counts of what is where: raw, pending, quarantined, table rows."""
+    """Counts of what is where: raw, pending, quarantined, table rows and snapshot; and the queue alerts of the
+    latest complete interval."""
     from ctr_assets.defs.resources import storage_for, table_for
     from ctr_assets.lake.iceberg import load_table
     from ctr_assets.lake.pipeline import pending_raw_keys
+    from ctr_assets.metrics.alerts import interval_label, latest_interval
+    from ctr_assets.metrics.warehouse import (
+        read_aggregate,
+        record_settings,
+        scratch_connection,
+    )
 
     settings = CtrSettings.from_env(storage_url=args.storage)
     storage = storage_for(settings)
@@ -92,9 +105,20 @@ def status(args: argparse.Namespace) -> int:
     current = load_table(table)
     snapshot = current.current_snapshot() if current is not None else None
     rows = int(snapshot.summary["total-records"]) if snapshot and snapshot.summary else 0
+    alerts = ["no dashboard tables yet: `ctr-assets run` builds them"]
+    with closing(scratch_connection()) as connection:
+        if read_aggregate(connection, storage, "queue_interval_metrics"):
+            # The thresholds of the current settings, on the interval the last build counted.
+            record_settings(connection, settings)
+            queues = latest_interval(connection)
+            alerts = [queue.describe(kind) for queue in queues for kind in ("service_level", "abandonment")
+                      if getattr(queue, f"{kind}_alert")]
+            alerts = [f"{interval_label(queues)}: {len(alerts) or 'no'} queue alert{'' if len(alerts) == 1 else 's'}",
+                      *(f"  WARNING {alert}" for alert in alerts)]
     print(f"storage:      {storage.url}\nraw objects:  {raw} ({pending} pending)\n"
           f"quarantined:  {quarantined} items\ntable rows:   {rows}\n"
-          f"table:        {table.display}, snapshot {snapshot.snapshot_id if snapshot else 'none'}")
+          f"table:        {table.display}, snapshot {snapshot.snapshot_id if snapshot else 'none'}\n"
+          "alerts:       " + "\n".join(alerts))
     return 0
 
 
@@ -243,15 +267,20 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(command=handler)
         return sub
 
-    sim = command("simulate", simulate, "write sample Firehose objects under raw/")
-    sim.add_argument("--start", type=_hour, help="first contact hour, YYYY-MM-DDTHH UTC (default: HOURS+3 hours ago)")
-    sim.add_argument("--hours", type=int, default=6)
-    sim.add_argument("--contacts-per-hour", type=int, default=200)
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--stream", default="ctr-stream", help="delivery stream name used in object keys")
+    sim = command("simulate", simulate, "write sample Firehose objects under raw/ (what has arrived by now)")
+    sim.add_argument("--start", type=_hour,
+                     help="first contact hour, YYYY-MM-DDTHH UTC (default: the last HOURS complete hours)")
+    sim.add_argument("--hours", type=int, default=6, help="hours of contacts (default: %(default)s)")
+    sim.add_argument("--contacts-per-hour", type=int, default=200,
+                     help="initial contacts per hour; transfers, callbacks and surveys add more (default: %(default)s)")
+    sim.add_argument("--seed", type=int, default=0,
+                     help="another seed, another contact centre; each hour's contacts follow from the seed and "
+                          "the hour (default: %(default)s)")
+    sim.add_argument("--stream", default="ctr-stream",
+                     help="delivery stream name used in object keys (default: %(default)s)")
     run_cmd = command("run", run, "flatten, merge and refresh everything pending, through Dagster")
     run_cmd.add_argument("-v", "--verbose", action="store_true", help="show Dagster's step logs")
-    command("status", status, "show what is stored and what is pending")
+    command("status", status, "show what is stored, what is pending, and the queue alerts of the latest complete interval")
     query_cmd = command("query", query, "run SQL against the ctr view")
     query_cmd.add_argument("sql")
     query_cmd.add_argument("--limit", type=int, default=40, help="rows to print")

@@ -25,6 +25,8 @@ HASH_SECRET_VARIABLE = "CTR_HASH_SECRET"
 MIN_HASH_SECRET_CHARS = 16
 # S3's bucket naming rules (3-63 characters: lower-case letters, digits, dots and hyphens).
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+INTERVAL_MINUTES = (15, 30, 60)  # Connect's historical reports offer 15 and 30 minutes; hours as before
+INTERVAL_RULES = ("disconnect", "enqueue")
 
 
 class SettingError(ValueError):
@@ -100,6 +102,21 @@ class CtrSettings(dg.ConfigurableResource):
     report_timezone: str = Field(
         default="UTC", description="CTR_REPORT_TIMEZONE: time zone the dashboards bucket hours in."
     )
+    interval_minutes: int = Field(
+        default=60, description="CTR_INTERVAL_MINUTES: length of the metric intervals, 15, 30 or 60 minutes."
+    )
+    interval_rule: str = Field(
+        default="disconnect", description="CTR_INTERVAL_RULE: the moment a contact counts in an interval: "
+        "disconnect (Connect's historical reports) or enqueue (when it entered its queue).",
+    )
+    abandonment_rate_limit: float = Field(
+        default=10.0, description="CTR_ABANDONMENT_RATE_LIMIT: abandonment rate in percent above which a queue's "
+        "latest complete interval raises a warning.",
+    )
+    alert_min_queued: int = Field(
+        default=5, description="CTR_ALERT_MIN_QUEUED: contacts queued in a queue's latest complete interval below "
+        "which its rates raise no warning (too few to judge).",
+    )
     phone_numbers: str = Field(
         default="keep",
         description="CTR_PHONE_NUMBERS: keep, mask or hash customer phone numbers before they reach "
@@ -163,6 +180,14 @@ class CtrSettings(dg.ConfigurableResource):
             raise SettingError("CTR_SERVICE_LEVEL_SECONDS: must not be negative")
         if not 0 <= self.service_level_target <= 100:
             raise SettingError("CTR_SERVICE_LEVEL_TARGET: must be a percentage between 0 and 100")
+        if self.interval_minutes not in INTERVAL_MINUTES:
+            raise SettingError(f"CTR_INTERVAL_MINUTES: {self.interval_minutes} is not one of 15, 30, 60")
+        if self.interval_rule not in INTERVAL_RULES:
+            raise SettingError(f"CTR_INTERVAL_RULE: {self.interval_rule!r} is not one of {', '.join(INTERVAL_RULES)}")
+        if not 0 <= self.abandonment_rate_limit <= 100:
+            raise SettingError("CTR_ABANDONMENT_RATE_LIMIT: must be a percentage between 0 and 100")
+        if self.alert_min_queued < 1:
+            raise SettingError("CTR_ALERT_MIN_QUEUED: must be at least 1")
         try:
             ZoneInfo(self.report_timezone)
         except (ZoneInfoNotFoundError, ValueError):

@@ -1,7 +1,7 @@
 """Headless Chromium for the dashboard tests, driven over the DevTools protocol on a pipe (standard library only).
 
-`--dump-dom` and `--screenshot` alone cannot tell whether a chart has a size on screen or which URLs the
-page asked for; the protocol can. The browser runs with the network off (an unresolvable host map and the
+`--dump-dom` and `--screenshot` alone cannot tell whether a chart has a size on screen, which URLs the page
+asked for or whether its script failed; the protocol can, and it lets a test use the page's filters. The browser runs with the network off (an unresolvable host map and the
 protocol's offline mode) and records every request the page makes.
 """
 
@@ -54,6 +54,7 @@ class Browser:
             self._call("Network.emulateNetworkConditions",
                        {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
             self._call("Page.enable")
+            self._call("Runtime.enable")
         except BaseException:
             self._stop(graceful=False)
             raise
@@ -83,6 +84,13 @@ class Browser:
         """Every URL the page asked for since it was opened."""
         return [event["params"]["request"]["url"] for event in self.events
                 if event.get("method") == "Network.requestWillBeSent"]
+
+    @property
+    def errors(self) -> list[str]:
+        """Every uncaught script error since the page was opened."""
+        return [event["params"]["exceptionDetails"].get("exception", {}).get("description", "")
+                or event["params"]["exceptionDetails"]["text"]
+                for event in self.events if event.get("method") == "Runtime.exceptionThrown"]
 
     def open(self, url: str) -> None:
         self.events.clear()

@@ -7,7 +7,6 @@ import io
 import json
 import subprocess
 import sys
-from contextlib import closing
 
 import pytest
 from hypothesis import given, settings

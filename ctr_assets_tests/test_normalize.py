@@ -5,7 +5,12 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ctr_assets.records.normalize import EMPTY_KEY_NAME, normalize_key, normalize_keys, unsuffixed
+from ctr_assets.records.normalize import (
+    EMPTY_KEY_NAME,
+    normalize_key,
+    normalize_keys,
+    unsuffixed,
+)
 from ctr_assets.records.split import DuplicateKeys, Record, split_values
 
 WORD_KEY = re.compile(r"\w+")

@@ -101,7 +101,9 @@ def test_a_failed_blocking_check_fails_the_run(local_sample):
     run_pipeline(settings.storage_url, instance=instance)
     # Break the table behind the pipeline's back: the same contact in two days.
     with closing(scratch_connection()) as connection:
-        contact = table_rows(settings, storage, "SELECT min(contactid) FROM ctr")[0][0]
+        # A contact of a later arrival hour: re-merging SAMPLE_START's hour below would heal one of its own.
+        contact = table_rows(settings, storage, f"SELECT min(contactid) FROM ctr WHERE _source_key NOT LIKE "
+                                                f"'{raw_key(SAMPLE_START)[:len('raw/YYYY/MM/DD/HH/')]}%'")[0][0]
         copy_into_another_day(connection, storage, table_for(settings, storage), contact, "2020-01-01")
     storage.write(raw_key(SAMPLE_START, 9, "new"), firehose_object(ctr_record("another", SAMPLE_START)))
 

@@ -1,6 +1,7 @@
 """Data protection: customer phone numbers masked or keyed-hashed before flatfiles, table and dashboards;
 secrets in no log, metadata, message or file; the UI bound to this machine in the README's commands."""
 
+import gzip
 import io
 import json
 import re
@@ -77,7 +78,9 @@ def customer_numbers(storage) -> set[str]:
     (a sample transfer goes to another of its queues, whose number is also a system endpoint)."""
     found: dict[str, set[str]] = {"CustomerEndpoint": set(), "TransferredToEndpoint": set(), "SystemEndpoint": set()}
     for item in storage.list(RAW):
-        for match in re.finditer(rb'"(\w+Endpoint)":\{"Address":"([^"]+)"', storage.read(item.key)):
+        data = storage.read(item.key)
+        for match in re.finditer(rb'"(\w+Endpoint)":\{"Address":"([^"]+)"',
+                                 gzip.decompress(data) if item.key.endswith(".gz") else data):
             found[match.group(1).decode()].add(match.group(2).decode())
     return (found["CustomerEndpoint"] | found["TransferredToEndpoint"]) - found["SystemEndpoint"]
 

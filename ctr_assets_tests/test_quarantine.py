@@ -119,7 +119,8 @@ def test_the_commands_list_by_reason_and_replay(tmp_path, monkeypatch):
     monkeypatch.setenv("CTR_FIRST_HOUR", "2026-01-01-00:00")
     storage.write(FIRST, firehose_object(ctr_record("a", SAMPLE_START), ctr_record("b", SAMPLE_START)))
     assert run_pipeline(storage.url, instance=dg.DagsterInstance.ephemeral()).ok
-    good = firehose_object(ctr_record("older", SAMPLE_START, Agent={"Username": "olga"}))
+    good = firehose_object(ctr_record("older", SAMPLE_START, Agent={  # olga was connected to it: it is hers
+        "Username": "olga", "ConnectedToAgentTimestamp": SAMPLE_START.strftime("%Y-%m-%dT%H:%M:%SZ")}))
     storage.write(SECOND, good + b"\x00\xff!")
     storage.write(quarantine_key(SECOND), quarantine_entry(SECOND, 0, len(good), "type_conflict", "channel: …", good, False)
                   + quarantine_entry(SECOND, len(good), len(good) + 3, "invalid_json", "Expecting value", b"\x00\xff!", False))

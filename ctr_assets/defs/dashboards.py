@@ -1,4 +1,5 @@
-"""The dashboard assets: one asset per aggregate (all built in one step) and the HTML page over them."""
+"""The dashboard assets: one asset per aggregate (all built in one step, with the queue alerts as its checks)
+and the HTML page over them."""
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -8,19 +9,28 @@ from ctr_assets.lake.iceberg import TableLocation
 from ctr_assets.lake.layout import DASHBOARDS
 from ctr_assets.lake.storage import Storage
 from ctr_assets.metrics import dashboard
+from ctr_assets.metrics.alerts import interval_label, latest_interval
 from ctr_assets.metrics.warehouse import (
     AGGREGATES,
-    aggregate_sql,
     build_aggregate,
     fetch_table,
     markdown_table,
-    metric_parameters,
+    metric_sql,
+    prepare_metrics,
     refresh_ctr_view,
 )
 from ctr_assets.settings import CtrSettings
 
 DASHBOARD = dg.AssetKey("dashboard")
 DASHBOARD_FILE = f"{DASHBOARDS}index.html"
+QUEUE_METRICS = dg.AssetKey("queue_interval_metrics")
+# The alerts, as warnings on queue_interval_metrics: where the data is, in the UI and `ctr-assets status`.
+ALERTS = {
+    "service_level": "A queue's service level in the latest complete interval is under CTR_SERVICE_LEVEL_TARGET, "
+                     "out of at least CTR_ALERT_MIN_QUEUED contacts queued (a warning).",
+    "abandonment": "A queue's abandonment rate in the latest complete interval is over CTR_ABANDONMENT_RATE_LIMIT, "
+                   "out of at least CTR_ALERT_MIN_QUEUED contacts queued (a warning).",
+}
 
 
 def build_dashboard_assets() -> list:
@@ -36,15 +46,21 @@ def _aggregates_asset() -> dg.AssetsDefinition:
         for name in AGGREGATES
     ]
 
-    @dg.multi_asset(name="dashboard_aggregates", specs=specs, can_subset=True)
+    checks = [dg.AssetCheckSpec(f"{kind}_alert", asset=QUEUE_METRICS, description=description)
+              for kind, description in ALERTS.items()]
+
+    @dg.multi_asset(name="dashboard_aggregates", specs=specs, check_specs=checks, can_subset=True)
     def aggregates(context: dg.AssetExecutionContext, storage: Storage, table: TableLocation, warehouse: DuckDBResource,
                    settings: CtrSettings):
         names = [name for name in AGGREGATES if dg.AssetKey(name) in context.selected_asset_keys]
+        alerts = [kind for kind in ALERTS
+                  if dg.AssetCheckKey(QUEUE_METRICS, f"{kind}_alert") in context.selected_asset_check_keys]
         with warehouse.get_connection() as connection:
             if not refresh_ctr_view(connection, storage, table):
                 raise dg.Failure(f"{', '.join(names)}: the ctr table has no data yet; materialize ctr first")
+            prepare_metrics(connection, settings)
             for name in names:
-                rows = build_aggregate(connection, storage, name, metric_parameters(settings))
+                rows = build_aggregate(connection, storage, name)
                 columns, data = fetch_table(connection, f"SELECT * FROM {name}")
                 yield dg.MaterializeResult(
                     asset_key=name,
@@ -55,15 +71,33 @@ def _aggregates_asset() -> dg.AssetsDefinition:
                         "path": dg.MetadataValue.path(storage.uri(f"{DASHBOARDS}{name}.parquet")),
                     },
                 )
+            queues = latest_interval(connection) if alerts else []
+        for kind in alerts:
+            yield _alert(kind, queues)
 
     return aggregates
 
 
+def _alert(kind: str, queues: list) -> dg.AssetCheckResult:
+    """The queues of the latest complete interval that cross the threshold of `kind`, as a warning listing them."""
+    crossing = [queue.describe(kind) for queue in queues if getattr(queue, f"{kind}_alert")]
+    return dg.AssetCheckResult(
+        asset_key=QUEUE_METRICS,
+        check_name=f"{kind}_alert",
+        passed=not crossing,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(crossing) if crossing else f"no queue crosses it in {interval_label(queues)}",
+        metadata={"interval": interval_label(queues), "queues alerting": len(crossing),
+                  "queues judged": sum(queue.contacts_queued >= queue.alert_min_queued for queue in queues),
+                  "alerts": dg.MetadataValue.md("\n".join(f"- {line}" for line in crossing) or "none")},
+    )
+
+
 @dg.asset(key=DASHBOARD, deps=[dg.AssetKey(name) for name in AGGREGATES], group_name="dashboards", kinds={"html"})
-def dashboard_page(storage: Storage, warehouse: DuckDBResource, settings: CtrSettings):
+def dashboard_page(storage: Storage, warehouse: DuckDBResource):
     """One self-contained HTML page (no network needed to view it) under dashboards/index.html."""
     with warehouse.get_connection() as connection:
-        page = dashboard.render_dashboard(connection, settings).encode()
+        page = dashboard.render_dashboard(connection).encode()
     storage.write(DASHBOARD_FILE, page)
     location = storage.uri(DASHBOARD_FILE)
     return dg.MaterializeResult(
@@ -75,7 +109,7 @@ def dashboard_page(storage: Storage, warehouse: DuckDBResource, settings: CtrSet
 def _aggregate_description(name: str) -> str:
     """The comment lines of the aggregate's SQL: the metric definitions, as the asset's description."""
     return " ".join(
-        line.removeprefix("--").strip() for line in aggregate_sql(name).splitlines() if line.startswith("--")
+        line.removeprefix("--").strip() for line in metric_sql(name).splitlines() if line.startswith("--")
     )
 
 

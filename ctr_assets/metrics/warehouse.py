@@ -3,10 +3,10 @@ connections."""
 
 from __future__ import annotations
 
-import re
 import tempfile
+from datetime import datetime, timezone
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any
 
 import duckdb
 
@@ -31,11 +31,12 @@ AGGREGATES = (
     "agent_performance",
     "disconnect_reasons",
 )
-# Views over `ctr` that the aggregates share, refreshed with it: sql/<name>.sql.
-VIEWS = ("contact_facts",)
+# Views over `ctr` that need no setting, refreshed with it: sql/<name>.sql, in dependency order.
+VIEWS = ("queues", "contact_facts")
+# What the aggregates count from, under the metric settings: the table sql/metric_settings.sql, the macros of
+# sql/metric_macros.sql, then these views.
+METRIC_VIEWS = ("counted_contacts", "interval_counts", "agent_counts")
 SCRATCH_MEMORY_LIMIT = "1GB"
-_PARAMETER = re.compile(r"\$(\w+)")
-_COMMENT = re.compile(r"--[^\n]*")
 
 
 def scratch_connection() -> duckdb.DuckDBPyConnection:
@@ -56,30 +57,62 @@ def refresh_ctr_view(connection: Any, storage: Storage, table: TableLocation, sn
     if query is None:
         return False
     connection.execute(f"CREATE OR REPLACE VIEW ctr AS {query}")
-    for name in VIEWS:
-        connection.execute(f"CREATE OR REPLACE VIEW {name} AS {aggregate_sql(name)}")
+    create_views(connection)
     return True
 
 
-def aggregate_sql(name: str) -> str:
+def create_views(connection: Any) -> None:
+    """(Re)create the views over whatever `ctr` the connection has."""
+    for name in VIEWS:
+        connection.execute(f"CREATE OR REPLACE VIEW {name} AS {metric_sql(name)}")
+
+
+def metric_sql(name: str) -> str:
     return resources.files("ctr_assets.metrics").joinpath("sql", f"{name}.sql").read_text()
 
 
-def metric_parameters(settings: CtrSettings) -> dict[str, object]:
-    """The settings the metric SQL reads as `$name` parameters."""
-    return {"service_level_seconds": settings.service_level_seconds, "report_timezone": settings.report_timezone}
+def prepare_metrics(connection: Any, settings: CtrSettings, as_of: datetime | None = None) -> None:
+    """Record the metric settings and (re)create the views the aggregates count from; `as_of` (default now) is
+    when the report is made, which decides whether the last interval is over."""
+    record_settings(connection, settings, as_of)
+    for name in METRIC_VIEWS:
+        connection.execute(f"CREATE OR REPLACE VIEW {name} AS {metric_sql(name)}")
 
 
-def build_aggregate(connection: Any, storage: Storage, name: str, parameters: Mapping[str, object]) -> int:
-    """Materialize one aggregate as a DuckDB table and as dashboards/<name>.parquet; returns its rows.
+def record_settings(connection: Any, settings: CtrSettings, as_of: datetime | None = None) -> None:
+    """The metric settings as the `metric_settings` table, and the rate macros that read rows of counts."""
+    moment = (as_of or datetime.now(timezone.utc)).astimezone(timezone.utc).replace(tzinfo=None)
+    parameters = {
+        "service_level_seconds": settings.service_level_seconds,
+        "service_level_target": settings.service_level_target,
+        "abandonment_rate_limit": settings.abandonment_rate_limit,
+        "alert_min_queued": settings.alert_min_queued,
+        "report_timezone": settings.report_timezone,
+        "interval_minutes": settings.interval_minutes,
+        "interval_rule": settings.interval_rule,
+        "as_of": moment,
+    }
+    connection.execute(f"CREATE OR REPLACE TABLE metric_settings AS {metric_sql('metric_settings')}", parameters)
+    connection.execute(metric_sql("metric_macros"))
 
-    The query gets the `parameters` it names (DuckDB refuses unused ones)."""
-    sql = aggregate_sql(name)
-    used = set(_PARAMETER.findall(_COMMENT.sub("", sql)))
-    connection.execute(f"CREATE OR REPLACE TABLE {name} AS {sql}", {key: parameters[key] for key in used})
+
+def build_aggregate(connection: Any, storage: Storage, name: str) -> int:
+    """Materialize one aggregate (after `prepare_metrics`) as a DuckDB table and as dashboards/<name>.parquet;
+    returns its rows."""
+    connection.execute(f"CREATE OR REPLACE TABLE {name} AS {metric_sql(name)}")
     with storage.writer(f"{DASHBOARDS}{name}.parquet") as staged:
         connection.execute(f"COPY {name} TO {sql_text(staged.as_posix())} (FORMAT parquet)")
     return connection.sql(f"SELECT count(*) FROM {name}").fetchall()[0][0]
+
+
+def read_aggregate(connection: Any, storage: Storage, name: str) -> bool:
+    """A view `name` over dashboards/<name>.parquet, as the last build wrote it; False when there is none."""
+    key = f"{DASHBOARDS}{name}.parquet"
+    if not storage.exists(key):
+        return False
+    storage.attach(connection)
+    connection.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_text(storage.uri(key))})")
+    return True
 
 
 def fetch_table(connection: Any, query: str) -> tuple[list[str], list[tuple]]:
@@ -88,9 +121,20 @@ def fetch_table(connection: Any, query: str) -> tuple[list[str], list[tuple]]:
 
 
 def markdown_table(columns: list[str], rows: list[tuple], limit: int = 10) -> str:
-    """A Markdown preview for the Dagster UI (pandas' to_markdown would need one more dependency)."""
+    """A Markdown preview for the Dagster UI (pandas' to_markdown would need one more dependency), with numbers
+    rounded to two decimals and times to the minute, as a person reads them."""
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join("" if value is None else str(value) for value in row) + " |" for row in rows[:limit]]
+    lines += ["| " + " | ".join(_preview_cell(value) for value in row) + " |" for row in rows[:limit]]
     if len(rows) > limit:
         lines.append(f"\n… {len(rows) - limit} more rows")
     return "\n".join(lines)
+
+
+def _preview_cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M}"
+    return str(value).replace("|", "\\|")

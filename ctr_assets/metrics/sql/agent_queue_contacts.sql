@@ -1,19 +1,14 @@
--- Contacts per agent and queue (the original walkthrough's "agent by queue" visual).
--- Contacts handled by an agent out of a queue, counted on the deduplicated CTR; outbound contacts have
--- no queue and are shown under queue "(none)".
+-- Contacts per agent and queue (the original walkthrough's "agent by queue" visual), per day (reporting time
+-- zone): the contacts each agent was connected to, per queue ARN with the queue's current name; outbound
+-- contacts count under the agent's outbound queue, transfers to an agent under that agent's queue.
 WITH source AS (
-    SELECT
-        agent.username AS agent_username,
-        coalesce(queue.name, '(none)') AS queue_name,
-        queue.arn AS queue_arn
-    FROM ctr
-    WHERE agent.username IS NOT NULL
+    SELECT * FROM agent_counts
 ),
 
 final AS (
-    SELECT agent_username, queue_name, queue_arn, count(*) AS contacts
+    SELECT day, agent_username, queue_arn, queue_name, sum(contacts_handled)::BIGINT AS contacts
     FROM source
-    GROUP BY agent_username, queue_name, queue_arn
+    GROUP BY day, agent_username, queue_arn, queue_name
 )
 
-SELECT * FROM final ORDER BY agent_username, contacts DESC, queue_name
+SELECT * FROM final ORDER BY day, agent_username, contacts DESC, queue_name, queue_arn

@@ -1,18 +1,22 @@
--- Why contacts ended: Connect's DisconnectReason per day (reporting time zone), channel and outcome
--- (handled, abandoned, callback not connected, not queued), so "who hung up" reads against what happened.
+-- Why contacts ended: Connect's DisconnectReason ("(none)" when Connect left it null, as it does for many
+-- contacts ended by flows or APIs) per day (reporting time zone), queue, channel and outcome (handled,
+-- abandoned, callback requested, moved to another queue, ... see contact_facts.sql), so "who hung up" reads
+-- against what happened.
 WITH source AS (
-    SELECT
-        CAST(timezone($report_timezone, timezone('UTC', counted_at)) AS DATE) AS day,
-        channel,
-        outcome,
-        disconnect_reason
-    FROM contact_facts
+    SELECT * FROM counted_contacts
 ),
 
 final AS (
-    SELECT day, channel, outcome, disconnect_reason, count(*) AS contacts
+    SELECT
+        day,
+        queue_arn,
+        coalesce(queue_name, '(no queue)') AS queue_name,
+        channel,
+        outcome,
+        disconnect_reason,
+        count(*) AS contacts
     FROM source
-    GROUP BY day, channel, outcome, disconnect_reason
+    GROUP BY ALL
 )
 
-SELECT * FROM final ORDER BY day, channel, contacts DESC, disconnect_reason, outcome
+SELECT * FROM final ORDER BY day, queue_name, queue_arn, channel, contacts DESC, disconnect_reason, outcome
