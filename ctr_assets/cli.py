@@ -116,9 +116,9 @@ def status(args: argparse.Namespace) -> int:
             alerts = [f"{interval_label(queues)}: {len(alerts) or 'no'} queue alert{'' if len(alerts) == 1 else 's'}",
                       *(f"  WARNING {alert}" for alert in alerts)]
     print(f"storage:      {storage.url}\nraw objects:  {raw} ({pending} pending)\n"
-          f"quarantined:  {quarantined} items\ntable rows:   {rows}\n"
+          f"quarantined:  {quarantined} items\n"
           f"table:        {table.display}, snapshot {snapshot.snapshot_id if snapshot else 'none'}\n"
-          "alerts:       " + "\n".join(alerts))
+          f"table rows:   {rows}\nalerts:       " + "\n".join(alerts))
     return 0
 
 

@@ -31,6 +31,12 @@ from ctr_assets_tests.helpers import (
 )
 
 
+def alert_lines(status: str) -> list[str]:
+    """What `ctr-assets status` says from its `alerts:` line on."""
+    lines = status.splitlines()
+    return lines[next(number for number, line in enumerate(lines) if line.startswith("alerts:")):]
+
+
 def materialize(settings, *names: str) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         build_assets(hourly_partitions(settings)) + build_dashboard_assets(), selection=list(names), instance=dg.DagsterInstance.ephemeral(),
@@ -118,14 +124,13 @@ def test_alerts_are_warnings_on_queue_metrics_naming_the_queues_of_the_latest_in
 def test_status_shows_the_alerts_with_the_current_thresholds(alerting, capsys, monkeypatch):
     settings, _ = alerting
     assert main(["status", "--storage", settings.storage_url]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[4:] == ["alerts:       2026-03-02 10:00–11:00: 2 queue alerts",
+    assert alert_lines(capsys.readouterr().out) == ["alerts:       2026-03-02 10:00–11:00: 2 queue alerts",
                          "  WARNING Sales: service level 40.0% < target 80% (2 of 5 queued in time)",
                          "  WARNING Sales: abandonment 20.0% > limit 10% (1 of 5 queued)"]
     monkeypatch.setenv("CTR_ALERT_MIN_QUEUED", "2")
     monkeypatch.setenv("CTR_SERVICE_LEVEL_TARGET", "30")
     assert main(["status", "--storage", settings.storage_url]) == 0
-    assert capsys.readouterr().out.splitlines()[4:] == [  # Billing is judged now; Sales' 40% meets a 30% target
+    assert alert_lines(capsys.readouterr().out) == [  # Billing is judged now; Sales' 40% meets a 30% target
         "alerts:       2026-03-02 10:00–11:00: 3 queue alerts",
         "  WARNING Billing: service level 0.0% < target 30% (0 of 2 queued in time)",
         "  WARNING Billing: abandonment 100.0% > limit 10% (2 of 2 queued)",
@@ -141,12 +146,12 @@ def test_alerts_pass_when_no_queue_crosses_and_status_says_so(alerting, capsys, 
     assert {evaluation.check_name for evaluation in evaluations} == {"service_level_alert", "abandonment_alert"}
     assert all(evaluation.passed for evaluation in evaluations)
     assert main(["status", "--storage", settings.storage_url]) == 0
-    assert capsys.readouterr().out.splitlines()[4:] == ["alerts:       2026-03-02 10:00–11:00: no queue alerts"]
+    assert alert_lines(capsys.readouterr().out) == ["alerts:       2026-03-02 10:00–11:00: no queue alerts"]
 
 
 def test_status_before_any_dashboard_says_how_to_get_one(tmp_path, capsys):
     assert main(["status", "--storage", str(tmp_path / "data")]) == 0
-    assert capsys.readouterr().out.splitlines()[4:] == [
+    assert alert_lines(capsys.readouterr().out) == [
         "alerts:       no dashboard tables yet: `ctr-assets run` builds them"]
 
 
