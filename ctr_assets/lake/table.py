@@ -105,22 +105,41 @@ class MergeResult:
     schema: dict[str, Type] = field(default_factory=dict)
 
 
+@dataclass
+class StagedBatch:
+    """A batch of flattened records staged as the DuckDB temp table `incoming`, typed for the table."""
+
+    target: dict[str, Type]  # the table's schema once the batch is in it
+    conflicts: list[str]  # columns whose batch values go to their variant column
+
+
 def merge_flatfiles(connection: Any, storage: Storage, location: TableLocation, flatfiles: dict[str, int],
                     properties: dict[str, str] | None = None) -> MergeResult:
-    """Merge the records of NDJSON flatfiles (key -> size) into the table; `connection` is a scratch DuckDB
+    """Merge the records of flatfiles (key -> size) into the table; `connection` is a scratch DuckDB
     connection. `properties` go into the snapshot summary beside the list of flatfiles merged."""
+    staged = stage_flatfiles(connection, storage, location, flatfiles)
+    if staged is None:
+        return MergeResult()
+    summary = {SUMMARY_MERGED: encode_flatfiles(flatfiles), **(properties or {})}
+    return merge_incoming(connection, storage, location, staged.target, staged.conflicts, summary)
+
+
+def stage_flatfiles(connection: Any, storage: Storage, location: TableLocation,
+                    flatfiles: dict[str, int]) -> StagedBatch | None:
+    """The flatfiles' records as the temp table `incoming` (with their lineage, the merge's row number and
+    content hash), typed as the table will hold them; None when they hold no record. Every merge engine
+    starts from this."""
     storage.attach(connection)
-    catalog = load_catalog(location)
     threads = int(_scalar(connection, "SELECT current_setting('threads')"))
     with _batch_files(storage, [key for key, size in flatfiles.items() if size], threads) as (paths, shape_paths):
         if not paths:  # the flatfiles hold no records
-            return MergeResult()
+            return None
         detected = relation_schema(connection.sql(f"SELECT * FROM {_json_reader(shape_paths)}, sample_size=-1) LIMIT 0"))
         detected.pop(FLATFILE, None)
         if PRIMARY_KEY not in detected:  # every flattened record has one: these flatfiles hold no records
-            return MergeResult()
+            return None
         batch = pin(detected)
-        table = load_table(location, catalog)
+        table = load_table(location)
         target, conflicts = evolve(schema_tree(table.schema()) if table is not None else {}, {**batch, **LINEAGE})
         read_as = {name: STRING if name in conflicts else target[name] for name in batch}
         columns = "{" + ", ".join(f"{sql_text(name)}: {sql_text(render(kind))}"
@@ -128,8 +147,7 @@ def merge_flatfiles(connection: Any, storage: Storage, location: TableLocation, 
         stage_incoming(connection, f"""
             SELECT * EXCLUDE ({quote(FLATFILE)}), {_lineage_from_flatfile(quote(FLATFILE))}
             FROM {_json_reader(paths)}, columns={columns})""", conflicts)
-    summary = {SUMMARY_MERGED: encode_flatfiles(flatfiles), **(properties or {})}
-    return merge_incoming(connection, storage, location, target, conflicts, summary)
+    return StagedBatch(target, conflicts)
 
 
 def stage_incoming(connection: Any, records: str, conflicts: list[str]) -> None:
