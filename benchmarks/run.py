@@ -1,7 +1,8 @@
 """Benchmark: the original Lambda's flattening against this pipeline, stage by stage, on the same files.
 
     python -m benchmarks.run                    # 100,000 contacts (~109,000 CTRs, ~270 MB), 3 runs
-    python -m benchmarks.run --contacts 1000000 --runs 1 --no-sensor
+    python -m benchmarks.run --shape gapped     # the same objects spread over a week, with gaps
+    python -m benchmarks.run --contacts 1000000 --shape one-date --runs 1 --no-sensor --stages pipeline,dagster
 
 Sample Firehose objects are generated once per size under --data and reused. Every stage runs in a fresh
 subprocess on a fresh copy of raw/ (hard links), so each starts cold and its peak memory is its own:
@@ -15,9 +16,16 @@ CPU seconds are the whole subprocess's (workers included). Stages:
   recount, merge into the Parquet table (read+type, dedup, write), catalog, aggregates and dashboard;
 - dagster: `run_pipeline` (everything through Dagster, in process); its time minus the pipeline's is the
   Dagster overhead;
+- duckdb_raw: the fastest thing a user could do instead, as a second baseline: DuckDB's `read_json` over the
+  raw objects with a pinned schema (detected once from a sample), straight to one Parquet file; no record
+  rules (no key normalization, types, dedup or quarantine);
 - sensor: `raw_arrivals` ticks on a storage (--sensor-storage, default a local folder under --data) holding
   --sensor-objects objects in old hour folders and 10 new ones: time, Storage.list calls and, on a local
   folder, the directories read. On S3 each list call is one ListObjectsV2 request per 1,000 keys listed.
+
+Shapes of the data (--shape): `contiguous` (--contacts-per-hour contacts in each of consecutive arrival
+hours), `gapped` (the same objects, their hour folders spread over a week with empty hours between), and
+`one-date` (every contact initiated on one UTC date, arriving over its 24 hours: a busy day).
 
 Medians over --runs runs are printed as a table and appended as one JSON line to --results.
 """
@@ -50,10 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage:
         print(json.dumps(STAGE_FUNCTIONS[args.stage](Path(args.workdir), args)))
         return 0
-    data = prepare_data(Path(args.data), args.contacts, args.contacts_per_hour)
+    data = prepare_data(Path(args.data), args.contacts, args.contacts_per_hour, args.shape)
     runs = []
     for number in range(1, args.runs + 1):
-        stages = [stage for stage in STAGES if args.original or stage != "original"]
+        stages = [stage for stage in (args.stages.split(",") if args.stages else STAGES)
+                  if args.original or stage != "original"]
         run = {stage: run_stage(stage, data, args) for stage in stages}
         if args.sensor:
             run["sensor"] = run_stage("sensor", Path(args.data), args)
@@ -71,17 +80,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def prepare_data(folder: Path, contacts: int, per_hour: int) -> Path:
-    """Sample Firehose objects for `contacts` contacts under folder/<size>/raw/, generated once."""
+def prepare_data(folder: Path, contacts: int, per_hour: int, shape: str = "contiguous") -> Path:
+    """Sample Firehose objects for `contacts` contacts under folder/<shape and size>/raw/, generated once."""
     from ctr_assets.lake.storage import LocalStorage
     from ctr_assets.sample import write_firehose_objects
 
+    if shape == "one-date":
+        per_hour = -(-contacts // 24)
     hours = -(-contacts // per_hour)
-    base = folder / f"contacts-{contacts}-per-hour-{per_hour}"
+    base = folder / f"{shape}-contacts-{contacts}-per-hour-{per_hour}"
     info = base / "sample.json"
     if info.exists():
         return base
     shutil.rmtree(base, ignore_errors=True)
+    if shape == "gapped":
+        contiguous = prepare_data(folder, contacts, per_hour)
+        _spread_over_a_week(contiguous / "raw", base / "raw")
+        info.write_text((contiguous / "sample.json").read_text())
+        return base
     storage = LocalStorage(root=str(base))
     print(f"generating {hours} hours x {per_hour} contacts under {base} ...", file=sys.stderr)
     stats = write_firehose_objects(storage.write, START, hours, per_hour)
@@ -89,6 +105,19 @@ def prepare_data(folder: Path, contacts: int, per_hour: int) -> Path:
     info.write_text(json.dumps({"contacts": stats.contacts, "records": stats.records, "objects": stats.objects,
                                 "bytes": sum(path.stat().st_size for path in raw)}))
     return base
+
+
+def _spread_over_a_week(source: Path, target: Path) -> None:
+    """Hard links of the objects of consecutive arrival hours, their hour folders moved apart so that a week
+    holds them with empty hours between (what a quiet night or a backfill leaves)."""
+    folders = sorted({path.parent for path in source.rglob("*") if path.is_file()})
+    stride = max(2, 7 * 24 // max(len(folders), 1))
+    for number, folder in enumerate(folders):
+        hour = datetime.strptime("/".join(folder.parts[-4:]), "%Y/%m/%d/%H").replace(tzinfo=timezone.utc)
+        moved = target / (hour + timedelta(hours=number * (stride - 1))).strftime("%Y/%m/%d/%H")
+        moved.mkdir(parents=True, exist_ok=True)
+        for path in folder.iterdir():
+            os.link(path, moved / path.name)
 
 
 def run_stage(stage: str, data: Path, args: argparse.Namespace) -> dict:
@@ -253,6 +282,26 @@ def stage_pipeline(workdir: Path, args: argparse.Namespace) -> dict:
     return {"seconds": seconds, "records": report.totals.records_in, "rows": result.rows_inserted}
 
 
+def stage_duckdb_raw(workdir: Path, args: argparse.Namespace) -> dict:
+    import duckdb
+
+    paths = sorted(str(path) for path in (workdir / "raw").rglob("*") if path.is_file())
+    began = time.perf_counter()
+    with duckdb.connect() as connection:
+        connection.execute("SET preserve_insertion_order = false")
+        listed = "[" + ", ".join(f"'{path}'" for path in paths) + "]"
+        reader = f"read_json({listed}, format='auto', union_by_name=true, maximum_object_size=67108864"
+        sample = "[" + ", ".join(f"'{path}'" for path in paths[:: max(1, len(paths) // 50)]) + "]"
+        detected = connection.sql(f"SELECT * FROM read_json({sample}, format='auto', union_by_name=true, "
+                                  "maximum_object_size=67108864) LIMIT 0")
+        columns = "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in zip(detected.columns, detected.types)) + "}"
+        detection = time.perf_counter()
+        records = connection.execute(f"COPY (SELECT * FROM {reader}, columns={columns})) TO "
+                                     f"'{workdir / 'raw.parquet'}' (FORMAT parquet, COMPRESSION zstd)").fetchone()[0]
+    done = time.perf_counter()
+    return {"seconds": {"detect": detection - began, "raw_to_parquet": done - began}, "records": records}
+
+
 def stage_dagster(workdir: Path, args: argparse.Namespace) -> dict:
     began = time.perf_counter()
     import dagster as dg
@@ -330,7 +379,7 @@ def stage_sensor(workdir: Path, args: argparse.Namespace) -> dict:
 
 STAGE_FUNCTIONS = {"original": stage_original, "split_normalize_1core": stage_split_normalize_1core,
                    "flatten_1core": stage_flatten_1core, "pipeline": stage_pipeline,
-                   "dagster": stage_dagster, "sensor": stage_sensor}
+                   "dagster": stage_dagster, "duckdb_raw": stage_duckdb_raw, "sensor": stage_sensor}
 
 
 def summarize(runs: list[dict], data: Path) -> dict:
@@ -350,10 +399,9 @@ def summarize(runs: list[dict], data: Path) -> dict:
             "peak_rss_mb": statistics.median(run[stage]["peak_rss_mb"] for run in runs),
             "cpu_seconds": statistics.median(run[stage]["cpu_seconds"] for run in runs),
         }
-    pipeline = summary["pipeline"]["seconds"]
-    dagster = summary["dagster"]["seconds"]
-    dagster["overhead"] = statistics.median(
-        run["dagster"]["seconds"]["run_pipeline"] - run["pipeline"]["seconds"]["total"] for run in runs)
+    if "pipeline" in summary and "dagster" in summary:
+        summary["dagster"]["seconds"]["overhead"] = statistics.median(
+            run["dagster"]["seconds"]["run_pipeline"] - run["pipeline"]["seconds"]["total"] for run in runs)
     original = summary.get("original", {}).get("seconds", {}).get("flatten")
     rows = [
         ("original Lambda: flatten, 1 core", "original", "flatten"),
@@ -367,6 +415,7 @@ def summarize(runs: list[dict], data: Path) -> dict:
         ("ours: whole pipeline, run_pipeline (Dagster)", "dagster", "run_pipeline"),
         ("Dagster overhead (run_pipeline - no Dagster)", "dagster", "overhead"),
         ("imports (Python + Dagster)", "dagster", "imports"),
+        ("DuckDB raw path: read_json -> Parquet, no record rules", "duckdb_raw", "raw_to_parquet"),
     ]
     table = []
     for label, stage, step in rows:
@@ -421,6 +470,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("--contacts", type=int, default=100_000, help="initial contacts to generate (default 100000)")
     parser.add_argument("--contacts-per-hour", type=int, default=10_000)
+    parser.add_argument("--shape", choices=("contiguous", "gapped", "one-date"), default="contiguous",
+                        help="how the objects spread over arrival hours and contact dates (default contiguous)")
+    parser.add_argument("--stages", help=f"comma-separated stages to run (default: {','.join(STAGES)})")
     parser.add_argument("--runs", type=int, default=3, help="runs per stage; the table shows medians")
     parser.add_argument("--data", default="/tmp/ctr_assets_benchmark", help="where sample data is kept between runs")
     parser.add_argument("--results", default=str(DEFAULT_RESULTS), help="JSON lines file the summary is appended to")

@@ -93,7 +93,7 @@ def run_pipeline(
     settings = settings or CtrSettings.from_env(storage_url=storage_url)
     runner = _Runner(settings, instance or persistent_instance(), verbose, say)
     pending = pending_raw_keys(runner.storage, runner.table)
-    ranges = contiguous_ranges(list(pending))
+    ranges = backlog_range(list(pending))
     say(f"{sum(map(len, pending.values()))} raw objects pending in {len(pending)} arrival hours "
         f"({len(ranges)} run{'s' if len(ranges) != 1 else ''})")
     runner.run_etl(ranges, {})
@@ -113,7 +113,7 @@ def replay_quarantine(
     over the hours holding them: what now passes reaches the table and the dashboards."""
     settings = settings or CtrSettings.from_env(storage_url=storage_url)
     runner = _Runner(settings, instance or persistent_instance(), verbose, say)
-    ranges = contiguous_ranges(quarantined_hours(runner.storage, reason))
+    ranges = backlog_range(quarantined_hours(runner.storage, reason))
     config = {"ops": {FLATTENED.path[-1]: {"config": {"replay_quarantine": True, "replay_reason": reason or ""}}}}
     runner.run_etl(ranges, config)
     return runner.finish()
@@ -194,15 +194,10 @@ def _older_than(storage, keys: list[str], moment_ms: int) -> bool:
                                                               for key in keys))
 
 
-def contiguous_ranges(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
-    """Consecutive hours grouped into (first, last) ranges: one run per range, not one per hour."""
-    ranges: list[tuple[datetime, datetime]] = []
-    for hour in sorted(hours):
-        if ranges and hour - ranges[-1][1] == timedelta(hours=1):
-            ranges[-1] = (ranges[-1][0], hour)
-        else:
-            ranges.append((hour, hour))
-    return ranges
+def backlog_range(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
+    """One run from the first to the last of `hours`, whatever lies between: an hour with nothing to do
+    costs a listing, while each run more costs its launch and a merge rewriting the same days again."""
+    return [(min(hours), max(hours))] if hours else []
 
 
 def _collect(summary: PipelineSummary, result: dg.ExecuteInProcessResult) -> None:

@@ -84,6 +84,10 @@ class CtrSettings(dg.ConfigurableResource):
         default=168, description="CTR_SNAPSHOT_RETENTION_HOURS: how long table snapshots stay readable for time "
         "travel before the maintenance asset expires them (the current snapshot always stays).",
     )
+    duckdb_memory_mb: int = Field(
+        default=1024, description="CTR_DUCKDB_MEMORY_MB: memory each DuckDB connection of the pipeline may use "
+        "(the merge, the table checks, the aggregates); beyond it DuckDB spills to the temp folder.",
+    )
     flatten_workers: int = Field(
         default=0, description="CTR_FLATTEN_WORKERS: processes that flatten raw objects at once; 0: one per core.",
     )
@@ -168,6 +172,8 @@ class CtrSettings(dg.ConfigurableResource):
             raise SettingError(f"CTR_SENSOR_INTERVAL_SECONDS: {self.sensor_interval_seconds} is outside 60-900")
         if self.flatfiles_retention_hours < 1:
             raise SettingError("CTR_FLATFILES_RETENTION_HOURS: must be at least 1")
+        if self.duckdb_memory_mb < 64:
+            raise SettingError("CTR_DUCKDB_MEMORY_MB: must be at least 64 (DuckDB's readers need that much)")
         if self.flatten_workers < 0:
             raise SettingError("CTR_FLATTEN_WORKERS: must not be negative (0 means one per core)")
         if self.snapshot_retention_hours < 0:

@@ -24,7 +24,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from ctr_assets.api import QUIET_LOGS, contiguous_ranges
+from ctr_assets.api import QUIET_LOGS, backlog_range
 from ctr_assets.definitions import ETL_JOB, build_definitions
 from ctr_assets.defs.resources import storage_for, table_for
 from ctr_assets.lake.iceberg import TableLocation
@@ -74,7 +74,7 @@ def run_steps(settings: CtrSettings, hours: list[datetime], storage: Storage | N
     """One ETL run (flattened, then ctr) through Dagster over the given arrival hours, as the arrival
     sensor or `ctr-assets run` starts one; `storage` replaces the settings' own (to count its writes)."""
     job = build_definitions(settings, storage).resolve_job_def(ETL_JOB)
-    for first, last in contiguous_ranges(hours):
+    for first, last in backlog_range(hours):
         job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), run_config=QUIET_LOGS, tags={
             ASSET_PARTITION_RANGE_START_TAG: partition_of_hour(first),
             ASSET_PARTITION_RANGE_END_TAG: partition_of_hour(last)})

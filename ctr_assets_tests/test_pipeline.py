@@ -200,3 +200,17 @@ def test_parallel_flatten_writes_the_same_bytes_and_stats_as_serial(tmp_path):
     contents = [{item.key: store.read(item.key) for prefix in ("flatfiles/", "quarantine/") for item in store.list(prefix)}
                 for store in stores]
     assert contents[0] == contents[1] and len(contents[0]) == len(serial.objects) + 1
+
+
+def test_a_backlog_with_gaps_is_one_run(tmp_path, monkeypatch):
+    """Hours far apart (a quiet night, a month's backfill) go in one run, not one run per stretch of hours."""
+    settings = settings_for(tmp_path)
+    storage = storage_for(settings)
+    for offset in (0, 5, 30, 24 * 9):
+        hour = SAMPLE_START + timedelta(hours=offset)
+        storage.write(raw_key(hour, suffix=f"h{offset}"), firehose_object(ctr_record(f"c-{offset}", hour)))
+
+    summary = run_pipeline(settings=settings, instance=dg.DagsterInstance.ephemeral())
+
+    assert summary.ok and len(summary.runs) == 2  # the ETL run, then the dashboards' run
+    assert summary.hours_processed == 24 * 9 + 1 and summary.table_rows == 4

@@ -118,14 +118,15 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
         group_name="warehouse",
         kinds={"iceberg", "duckdb"},
     )
-    def ctr(context: dg.AssetExecutionContext, storage: Storage, table: TableLocation, warehouse: DuckDBResource):
+    def ctr(context: dg.AssetExecutionContext, storage: Storage, table: TableLocation, warehouse: DuckDBResource,
+            settings: CtrSettings):
         """The ctr table, an Apache Iceberg table under parquet/ctr/: one row per contactid (latest update
         wins), partitioned by the UTC day of initiation. Each merge is one commit: readers see the table
         before it or after it."""
         hours = [hour_of_partition(key) for key in context.partition_keys]
         properties = {"ctr-assets.run-id": context.run_id,
                       ARRIVAL_HOURS: f"{partition_of_hour(hours[0])}..{partition_of_hour(hours[-1])}"}
-        with closing(scratch_connection()) as connection:
+        with closing(scratch_connection(settings.duckdb_memory_mb)) as connection:
             result = merge_hours(storage, table, hours, connection, properties)
         if result is None:
             context.log.warning(f"nothing new to merge for {context.partition_key_range}: the table is left as it is")
@@ -183,7 +184,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
         """Table upkeep: compacts days held in several files (or with other engines' delete files) into one,
         expires snapshots older than CTR_SNAPSHOT_RETENTION_HOURS (the current one always stays), and
         deletes the files no retained snapshot needs."""
-        with closing(scratch_connection()) as connection:
+        with closing(scratch_connection(settings.duckdb_memory_mb)) as connection:
             report = maintain(connection, storage, table, settings.snapshot_retention_hours)
         context.log.info(report.describe())
         return dg.MaterializeResult(metadata={SUMMARY: dg.MetadataValue.json(asdict(report)),

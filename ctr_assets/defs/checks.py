@@ -44,11 +44,12 @@ TABLE_RULES = {
            for name, (blocking, description, _) in TABLE_RULES.items()],
     can_subset=True,
 )
-def ctr_table_rules(context: dg.AssetCheckExecutionContext, storage: Storage, table: TableLocation):
+def ctr_table_rules(context: dg.AssetCheckExecutionContext, storage: Storage, table: TableLocation,
+                    settings: CtrSettings):
     """The table rules in one step: one connection, one view over the table and one row count serve all the
     selected rules (and Dagster resolves the table's partitions once, not once per rule)."""
     selected = [name for name in TABLE_RULES if dg.AssetCheckKey(CTR, name) in context.selected_asset_check_keys]
-    with closing(scratch_connection()) as connection:
+    with closing(scratch_connection(settings.duckdb_memory_mb)) as connection:
         if not refresh_ctr_view(connection, storage, table):
             for name in selected:
                 yield dg.AssetCheckResult(asset_key=CTR, check_name=name, passed=True, metadata={"rows": 0})

@@ -46,4 +46,4 @@ def warehouse_for(settings: CtrSettings) -> DuckDBResource:
     """The DuckDB file holding the `ctr` view and the aggregate tables (its folder is created if needed)."""
     path = Path(settings.warehouse_path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
-    return DuckDBResource(database=str(path))
+    return DuckDBResource(database=str(path), connection_config={"memory_limit": f"{settings.duckdb_memory_mb}MB"})

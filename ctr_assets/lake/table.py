@@ -68,12 +68,17 @@ from ctr_assets.records.schema import (
     sql_list,
     sql_text,
 )
+from ctr_assets.records.split import MAX_RECORD_BYTES
 
 log = logging.getLogger(__name__)
 
 # The flatfile each batch line came from, put in front of its record's fields: normalized keys are `\w+`,
 # so no record can carry this one.
 FLATFILE = "@flatfile"
+# The longest flatfile line: a record is at most MAX_RECORD_BYTES (larger ones are quarantined), and
+# normalizing it can lengthen it only a little (numbers in text fields gain quotes). DuckDB's JSON reader
+# keeps buffers of twice this per thread, so it is what the merge's memory bound has to leave room for.
+LINE_LIMIT = 2 * MAX_RECORD_BYTES
 BATCH_FOLDER_PREFIX = "ctr-merge-"  # a merge's batch files, in the local temp folder while it runs
 DATA_PREFIX = TABLE_PREFIX + "data/"
 COMMIT_ATTEMPTS = 20  # writers that lost a race to another one merge again; each loss means progress elsewhere
@@ -307,7 +312,7 @@ def _write_days(connection: Any, storage: Storage, table: Any, days: list[date],
         typed = ", ".join(f"CAST({quote(name)} AS {render(types[name])}) AS {quote(name)}" for name in present)
         with storage.writer(key) as staged:
             connection.execute(
-                f"COPY (SELECT {typed} FROM ({rows}) ORDER BY {PRIMARY_KEY}) "
+                f"COPY (SELECT {typed} FROM ({rows})) "
                 f"TO {sql_text(staged.as_posix())} (FORMAT parquet, COMPRESSION zstd, "
                 f"FIELD_IDS {field_ids(table.schema(), present)})"
             )
@@ -377,7 +382,7 @@ def _json_reader(paths: list[str]) -> str:
     """The start of a `read_json` call on batch files; the caller adds its own last options and `)`."""
     return (
         f"read_json({sql_list(paths)}, format='newline_delimited', records=true, union_by_name=true, "
-        "map_inference_threshold=-1, maximum_object_size=67108864"
+        f"map_inference_threshold=-1, maximum_object_size={LINE_LIMIT}"
     )
 
 

@@ -3,6 +3,7 @@ connections."""
 
 from __future__ import annotations
 
+import os
 import tempfile
 from datetime import datetime, timezone
 from importlib import resources
@@ -36,13 +37,17 @@ VIEWS = ("queues", "contact_facts")
 # What the aggregates count from, under the metric settings: the table sql/metric_settings.sql, the macros of
 # sql/metric_macros.sql, then these views.
 METRIC_VIEWS = ("counted_contacts", "interval_counts", "agent_counts")
-SCRATCH_MEMORY_LIMIT = "1GB"
+# DuckDB's JSON and Parquet readers need about this much per thread, whatever the size of the data; a
+# smaller memory bound gets fewer threads, not a failed run.
+MEMORY_PER_THREAD_MB = 128
 
 
-def scratch_connection() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB for merge work, bounded so the whole pipeline stays under 1.5 GB."""
+def scratch_connection(memory_mb: int = 1024) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for merge work, held to `memory_mb` (CTR_DUCKDB_MEMORY_MB): beyond it, DuckDB
+    spills to the temp folder, so a busy day or a long backlog costs disk, not memory."""
     connection = duckdb.connect()
-    connection.execute(f"SET memory_limit = '{SCRATCH_MEMORY_LIMIT}'")
+    connection.execute(f"SET memory_limit = '{memory_mb}MB'")
+    connection.execute(f"SET threads = {max(1, min(os.cpu_count() or 1, memory_mb // MEMORY_PER_THREAD_MB))}")
     connection.execute(f"SET temp_directory = {sql_text(tempfile.gettempdir() + '/ctr_assets_duckdb')}")
     connection.execute("SET preserve_insertion_order = false")
     return connection
