@@ -218,25 +218,31 @@ def large_record(size: int, style: str) -> bytes:
     return encode({**ctr(1), "Attributes": attributes}, style)
 
 
+def _from(text: bytes, token: bytes, at: int) -> int:
+    """Where `token` occurs at `at` or after it, else its last place before (a small record near its end)."""
+    found = text.find(token, at)
+    return found if found >= 0 else text.rindex(token)
+
+
 def damaged_large_record(shape: str, size: int, where: float) -> bytes:
     """One damaged record of about `size` bytes; `where` (0 to 1) places the damage."""
     text = large_record(size, "pretty" if shape.endswith("pretty") else "compact")
     at = max(1, int(len(text) * where))
     if shape.startswith("cut"):  # inside a string: a cut where a value belongs would take in the next record
-        return text[: text.index(b'"}{', at) + 1]
+        return text[: _from(text, b'"}{', at) + 1]
     if shape == "junk":
-        comma = text.index(b",", at)
+        comma = _from(text, b",", at)
         return text[:comma] + b"x" + text[comma + 1 :]
     if shape == "quote":
         return text[:at] + b'"' + text[at:]
     if shape == "missing_closer":
-        closer = text.index(b"}},", at)
+        closer = _from(text, b"}},", at)
         return text[:closer] + text[closer + 1 :]
     if shape == "wrong_closer":
-        closer = text.index(b"}},", at)
+        closer = _from(text, b"}},", at)
         return text[:closer] + b"]" + text[closer + 1 :]
     if shape == "head_cut":
-        return text[text.index(b',"k', at) + 1 :]
+        return text[_from(text, b',"k', at) + 1 :]
     if shape == "giant_string":  # cut inside it
         note = orjson.dumps({**ctr(1), "Note": '}{"x":1}{} {\\"a\\":1} \\' * (size // 20)})
         opening = note.index(b'"Note":"') + 8
