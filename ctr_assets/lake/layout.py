@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 
 RAW = "raw/"
@@ -87,9 +88,33 @@ def hour_of_raw_key(key: str) -> datetime | None:
 
 
 def _flat_name(raw_key: str) -> str:
-    """The original Lambda's naming: the key below raw/ with every '/' removed (and no .gz: it is plain)."""
-    name = raw_key[len(RAW) :].replace("/", "")
-    return name[: -len(".gz")] if name.endswith(".gz") else name
+    """The original Lambda's naming (the key below raw/ with '/' removed) made one-to-one: the four
+    arrival-hour folders become the fixed-width `YYYYMMDDHH`, and in the rest of the key `%` and `/` are
+    percent-encoded, so two raw keys never share a flatfile (`a/b` and `ab`, `x` and `x.gz`). A Firehose
+    key has neither, so its flatfile is named exactly as the Lambda named it, `.gz` kept."""
+    hour, rest = raw_key[len(RAW) :].split("/", 4)[:4], raw_key[len(RAW) :].split("/", 4)[4]
+    return "".join(hour) + rest.replace("%", "%25").replace("/", "%2F")
+
+
+FIREHOSE_STAMP = re.compile(r"\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d")
+
+
+def arrival_of_raw_key(key: str) -> datetime | None:
+    """When a raw object arrived: the `YYYY-MM-DD-HH-MM-SS` Firehose puts in its name, else its hour folder."""
+    stamp = FIREHOSE_STAMP.search(key.rsplit("/", 1)[-1])
+    if stamp:
+        try:
+            return datetime.strptime(stamp.group(), "%Y-%m-%d-%H-%M-%S").replace(tzinfo=timezone.utc)
+        except ValueError:
+            pass
+    return hour_of_raw_key(key)
+
+
+def raw_key_of_flatfile(key: str) -> str:
+    """The raw key a flatfile (or quarantine file, without its `.ndjson`) was made from: `_flat_name` undone."""
+    name = key.rsplit("/", 1)[-1]
+    rest = name[10:].replace("%2F", "/").replace("%25", "%")
+    return f"{RAW}{name[:4]}/{name[4:6]}/{name[6:8]}/{name[8:10]}/{rest}"
 
 
 def flat_key(raw_key: str) -> str:

@@ -45,7 +45,7 @@ from ctr_assets.lake.iceberg import (
     schema_tree,
     snapshot_files,
 )
-from ctr_assets.lake.layout import TABLE_PREFIX
+from ctr_assets.lake.layout import TABLE_PREFIX, arrival_of_raw_key, raw_key_of_flatfile
 from ctr_assets.lake.storage import STAGED_ABANDONED_SECONDS, Storage
 from ctr_assets.records._keyscan import first_of_each_shape
 from ctr_assets.records.columns import (
@@ -72,9 +72,10 @@ from ctr_assets.records.split import MAX_RECORD_BYTES
 
 log = logging.getLogger(__name__)
 
-# The flatfile each batch line came from, put in front of its record's fields: normalized keys are `\w+`,
-# so no record can carry this one.
+# Where each batch line came from (its raw object and that object's arrival), put in front of its record's
+# fields: normalized keys are `\w+`, so no record can carry this one.
 FLATFILE = "@flatfile"
+LINEAGE_TAG = "STRUCT(source VARCHAR, arrived TIMESTAMP)"
 # The longest flatfile line: a record is at most MAX_RECORD_BYTES (larger ones are quarantined), and
 # normalizing it can lengthen it only a little (numbers in text fields gain quotes). DuckDB's JSON reader
 # keeps buffers of twice this per thread, so it is what the merge's memory bound has to leave room for.
@@ -148,9 +149,10 @@ def stage_flatfiles(connection: Any, storage: Storage, location: TableLocation,
         target, conflicts = evolve(schema_tree(table.schema()) if table is not None else {}, {**batch, **LINEAGE})
         read_as = {name: STRING if name in conflicts else target[name] for name in batch}
         columns = "{" + ", ".join(f"{sql_text(name)}: {sql_text(render(kind))}"
-                                  for name, kind in {FLATFILE: "VARCHAR", **read_as}.items()) + "}"
+                                  for name, kind in {FLATFILE: LINEAGE_TAG, **read_as}.items()) + "}"
         stage_incoming(connection, f"""
-            SELECT * EXCLUDE ({quote(FLATFILE)}), {_lineage_from_flatfile(quote(FLATFILE))}
+            SELECT * EXCLUDE ({quote(FLATFILE)}), {quote(FLATFILE)}.source AS {SOURCE_KEY},
+                   {quote(FLATFILE)}.arrived AS {ARRIVED_AT}
             FROM {_json_reader(paths)}, columns={columns})""", conflicts)
     return StagedBatch(target, conflicts)
 
@@ -346,7 +348,7 @@ def merged_by_snapshots(location: TableLocation) -> list[dict[str, int]]:
 
 @contextmanager
 def _batch_files(storage: Storage, flat_keys: list[str], parts: int = 2) -> Iterator[tuple[list[str], list[str]]]:
-    """The flatfiles' lines gathered into `parts` local NDJSON files, each line tagged with its flatfile,
+    """The flatfiles' lines gathered into `parts` local NDJSON files, each line tagged with its lineage,
     and beside each the first line of every shape in it (`first_of_each_shape` in records/_keyscan.py), in order,
     so each column first appears there where it first appears in the batch file. DuckDB reads a few large
     files several times faster than many small ones, and detecting the schema from one line per shape
@@ -369,7 +371,9 @@ def _batch_files(storage: Storage, flat_keys: list[str], parts: int = 2) -> Iter
                 # Each line is one flattened record: an object that has at least its required fields, so
                 # it starts with `{"` and the tag can become its first field. (Splitting and joining is
                 # several times faster than replacing `\n{` with the longer tag.)
-                tag = b'{"' + FLATFILE.encode() + b'":' + orjson.dumps(key) + b","
+                source = raw_key_of_flatfile(key)
+                lineage = {"source": source, "arrived": arrival_of_raw_key(source).strftime("%Y-%m-%d %H:%M:%S")}
+                tag = b'{"' + FLATFILE.encode() + b'":' + orjson.dumps(lineage) + b","
                 part = sizes.index(min(sizes))
                 outputs[part].write(b"".join([tag + line[1:] + b"\n" for line in data.split(b"\n") if line]))
                 shape_outputs[part].write(first_of_each_shape(data, seen[part]))
@@ -400,18 +404,6 @@ def remove_abandoned_batch_folders(temp_folder: str | None = None) -> int:
             shutil.rmtree(folder, ignore_errors=True)
             removed += 1
     return removed
-
-
-def _lineage_from_flatfile(column: str) -> str:
-    """Raw key and arrival time recovered from the flatfile name (`flatfiles/YYYYMMDDHH<name>`)."""
-    name = f"regexp_extract({column}, '([^/]+)$', 1)"
-    stamp = f"regexp_extract({name}, '(\\d{{4}}-\\d\\d-\\d\\d-\\d\\d-\\d\\d-\\d\\d)', 1)"
-    return (
-        f"'raw/' || substr({name}, 1, 4) || '/' || substr({name}, 5, 2) || '/' || substr({name}, 7, 2) || '/' "
-        f"|| substr({name}, 9, 2) || '/' || substr({name}, 11) AS {SOURCE_KEY}, "
-        f"coalesce(try_strptime({stamp}, '%Y-%m-%d-%H-%M-%S'), try_strptime(substr({name}, 1, 10), '%Y%m%d%H'))"
-        f" AS {ARRIVED_AT}"
-    )
 
 
 def _scalar(connection: Any, query: str) -> int:
