@@ -31,6 +31,7 @@ from ctr_assets.lake.storage import (
     Storage,
     StorageError,
     check_key,
+    staged_folder,
 )
 
 RETENTION_RULE_ID = "ctr-assets-retention-"
@@ -225,7 +226,7 @@ class S3Storage(Storage):
     @contextmanager
     def local_paths(self, keys: list[str]) -> Iterator[list[str]]:
         """Downloaded copies, one GET each: DuckDB reading a small object in place makes a dozen requests."""
-        with tempfile.TemporaryDirectory(prefix="ctr-assets-") as folder:
+        with staged_folder() as folder:
             paths = [os.path.join(folder, check_key(key)) for key in keys]
 
             def download(key: str, path: str) -> None:

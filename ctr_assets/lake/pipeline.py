@@ -31,7 +31,6 @@ from ctr_assets.lake.layout import (
     FLATFILES,
     MERGED,
     RAW,
-    WRITTEN_PREFIXES,
     arrival_day_of_flat_key,
     flat_key,
     flat_prefix,
@@ -119,7 +118,7 @@ def flatten_hours(
     is set (their flatfile has a deterministic name, so redoing them is harmless). Objects are flattened in `workers` processes
     (default: one per available core). A failure names the object it happened on (`ObjectFailed`);
     objects done before it stay done."""
-    report = FlattenReport(abandoned_staging_removed=sum(map(storage.remove_abandoned_staging, WRITTEN_PREFIXES)))
+    report = FlattenReport(abandoned_staging_removed=storage.remove_abandoned_staging())
     todo: list[str] = []
     quarantined: set[str] = set()
     for hour in hours:

@@ -6,11 +6,20 @@ in one step (a rename, or one PUT), so a reader never sees a half-written object
 the primitives (`_list`, `_read`, `_exists`, `_delete`, `_publish`), where staged files go, and how DuckDB
 reaches their keys. Transient errors are retried by the client that meets them (botocore's standard retry
 mode on S3), and there is no lock: the table's commits are Iceberg's, optimistic.
+
+A staged file is named after its writer's host and process (`.tmp-<host>-<pid>-<token>`), so the next run
+removes what a killed writer left at once, and is created with mode 0666 less the umask, like any file the
+user makes (tempfile.mkstemp would make it 0600, and publishing keeps the mode).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
+import secrets
+import shutil
+import socket
 import tempfile
 import time
 from abc import ABC, abstractmethod
@@ -23,6 +32,8 @@ import dagster as dg
 
 STAGED_PREFIX = ".tmp-"  # a staged write; never an object, whatever its content
 STAGED_ABANDONED_SECONDS = 3600  # a staged file this old belongs to a process that died before publishing
+HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]  # a host name may hold any character
+STAGED_NAME = re.compile(re.escape(STAGED_PREFIX) + r"(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{16}")
 
 
 class ObjectInfo(NamedTuple):
@@ -67,22 +78,22 @@ class Storage(dg.ConfigurableResource, ABC):
     def writer(self, key: str) -> Iterator[Path]:
         """A local path to fill; published under `key` in one step when the block exits cleanly. A process
         killed before that leaves only a staged `.tmp-*` file, which is never read as data."""
-        handle, staged = tempfile.mkstemp(prefix=STAGED_PREFIX, dir=self._staging_folder(check_key(key)))
-        os.close(handle)
+        staged = staged_file(self._staging_folder(check_key(key)))
         try:
-            yield Path(staged)
-            self._publish(Path(staged), key)
+            yield staged
+            self._publish(staged, key)
         finally:
-            Path(staged).unlink(missing_ok=True)
+            staged.unlink(missing_ok=True)
 
     def write(self, key: str, data: bytes) -> None:
         with self.writer(key) as path:
             path.write_bytes(data)
 
-    def remove_abandoned_staging(self, prefix: str) -> int:
-        """Delete staged writes under `prefix` left by processes that died before publishing them; returns
-        how many. Implementations that stage outside the store (in the local temp folder) have none."""
-        return 0
+    def remove_abandoned_staging(self) -> int:
+        """Delete the staged writes that processes left when they died before publishing them; returns how
+        many. Here: those in the local temp folder, where implementations that upload their writes stage."""
+        return remove_abandoned(Path(tempfile.gettempdir()), ours_only=True)
+
 
     @abstractmethod
     @contextmanager
@@ -135,6 +146,61 @@ class Storage(dg.ConfigurableResource, ABC):
 
 def _rebuild(kind: type[Storage], fields: dict[str, Any]) -> Storage:
     return kind(**fields)
+
+
+def staged_file(folder: Path) -> Path:
+    """A new empty file in `folder` to stage a write in, named for `remove_abandoned`; mode 0666 less the
+    umask, which publishing keeps."""
+    path = folder / f"{STAGED_PREFIX}{HOST_TAG}-{os.getpid()}-{secrets.token_hex(8)}"
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+    return path
+
+
+@contextmanager
+def staged_folder() -> Iterator[Path]:
+    """A private folder in the local temp folder for the block's work files, named like a staged file, so
+    `remove_abandoned` removes it when its process was killed before removing it itself."""
+    path = Path(tempfile.gettempdir(), f"{STAGED_PREFIX}{HOST_TAG}-{os.getpid()}-{secrets.token_hex(8)}")
+    path.mkdir(mode=0o700)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_abandoned(folder: Path, ours_only: bool = False) -> int:
+    """Delete the staged files and folders below `folder` (only directly in it with `ours_only`, which also
+    leaves other programs' `.tmp-` names alone) whose writer is gone: a process of this host that no longer
+    runs, or a writer of any host that started over an hour ago. Returns how many."""
+    cutoff = time.time() - STAGED_ABANDONED_SECONDS
+    walk = [(str(folder), os.listdir(folder) if folder.is_dir() else [])] if ours_only else (
+        (parent, folders + files) for parent, folders, files in os.walk(folder))
+    removed = 0
+    for parent, names in walk:
+        for name in names:
+            match = STAGED_NAME.fullmatch(name)
+            if not name.startswith(STAGED_PREFIX) or (ours_only and not match):
+                continue
+            path = Path(parent, name)
+            gone = match is not None and match["host"] == HOST_TAG and not process_alive(int(match["pid"]))
+            if gone or _modified_before(path, cutoff):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` of this host runs (someone else's counts as running)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
 
 
 def check_key(key: str) -> str:
@@ -193,18 +259,8 @@ class LocalStorage(Storage):
     def _publish(self, staged: Path, key: str) -> None:
         os.replace(staged, self.path(key))
 
-    def remove_abandoned_staging(self, prefix: str) -> int:
-        folder, _, _ = prefix.rpartition("/")
-        base = self.root_path / folder if folder else self.root_path
-        cutoff = time.time() - STAGED_ABANDONED_SECONDS
-        removed = 0
-        for parent, _, files in os.walk(base):
-            for name in files:
-                path = Path(parent) / name
-                if name.startswith(STAGED_PREFIX) and _modified_before(path, cutoff):
-                    path.unlink(missing_ok=True)
-                    removed += 1
-        return removed
+    def remove_abandoned_staging(self) -> int:
+        return remove_abandoned(self.root_path)
 
     @contextmanager
     def local_paths(self, keys: list[str]) -> Iterator[list[str]]:
