@@ -94,7 +94,6 @@ class Storage(dg.ConfigurableResource, ABC):
         many. Here: those in the local temp folder, where implementations that upload their writes stage."""
         return remove_abandoned(Path(tempfile.gettempdir()), ours_only=True)
 
-
     @abstractmethod
     @contextmanager
     def local_paths(self, keys: list[str]) -> Iterator[list[str]]:
@@ -215,7 +214,9 @@ def check_key(key: str) -> str:
 class LocalStorage(Storage):
     """A folder on this machine with the bucket's key layout (the default; no cloud account needed).
 
-    Names starting with `.` are the folder's own bookkeeping (staged writes), never objects."""
+    Names starting with `.` are the folder's own bookkeeping (staged writes), never objects. A symbolic link
+    in the folder is followed only where it leads to a place inside the folder: nothing is ever read, written
+    or listed outside it (a link leading out is listed as an object of its own, which cannot be read)."""
 
     root: str
 
@@ -228,24 +229,44 @@ class LocalStorage(Storage):
         return Path(self.root).expanduser().resolve()
 
     def path(self, key: str) -> Path:
+        """Where `key` is written: its folder with every link resolved (refused when that leaves the root),
+        then its name, not followed: publishing replaces a link there, deleting removes the link."""
         if any(part.startswith(".") for part in check_key(key).split("/")):
             raise StorageError(f"refusing storage key {key!r}: names starting with '.' are reserved for the storage itself")
-        return self.root_path / key
+        folder, _, name = key.rpartition("/")
+        return self._inside(folder, key) / name
+
+    def _inside(self, relative: str, key: str) -> Path:
+        """`relative` below the root with every link resolved; refused when that leaves the root."""
+        root = self.root_path
+        real = Path(os.path.realpath(root / relative))
+        if real != root and not real.is_relative_to(root):
+            raise StorageError(f"refusing storage key {key!r}: a symbolic link in {root} leads outside it, to {real}")
+        return real
+
+    def _readable(self, key: str) -> Path:
+        """The file holding `key`, every link resolved inside the root. Only a regular file is read: a FIFO
+        would block its reader forever."""
+        self.path(key)
+        real = self._inside(key, key)
+        if real.exists() and not real.is_file():
+            raise StorageError(f"refusing storage key {key!r}: {real} is not a regular file")
+        return real
 
     def _list(self, prefix: str, start_after: str) -> list[ObjectInfo]:
         # Walk only the folders the prefix can reach, so listing one hour never scans the whole tree.
-        root = self.root_path.as_posix()  # resolved once per listing, not once per key: it costs system calls
         folder, _, _ = prefix.rpartition("/")
-        base = f"{root}/{folder}" if folder else root
-        keys = sorted(key for key in _object_keys(root, base) if key.startswith(prefix) and key > start_after)
-        found = (_info(key, f"{root}/{key}") for key in keys)
-        return [info for info in found if info is not None]
+        base = self._inside(folder, prefix)
+        found = {key: (path, outside) for key, path, outside in _object_paths(self.root_path, base, f"{folder}/" if folder else "")
+                 if key.startswith(prefix) and key > start_after}
+        infos = (_info(key, *found[key]) for key in sorted(found))
+        return [info for info in infos if info is not None]
 
     def _read(self, key: str) -> bytes:
-        return self.path(key).read_bytes()
+        return self._readable(key).read_bytes()
 
     def _exists(self, key: str) -> bool:
-        return self.path(key).is_file()
+        return self._readable(key).is_file()
 
     def _delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
@@ -264,32 +285,55 @@ class LocalStorage(Storage):
 
     @contextmanager
     def local_paths(self, keys: list[str]) -> Iterator[list[str]]:
-        yield [self.path(key).as_posix() for key in keys]
+        yield [self._readable(key).as_posix() for key in keys]
 
     def uri(self, key: str) -> str:
-        return self.path(key).as_posix() + ("/" if key.endswith("/") else "")
+        """The real path of `key`, links resolved inside the root, so DuckDB, pyiceberg and SQLite, which open
+        it themselves, never follow a link out of it."""
+        self.path(key)
+        return self._inside(key, key).as_posix() + ("/" if key.endswith("/") else "")
 
     def attach(self, connection: Any) -> None:
         return None
 
 
-def _object_keys(root: str, base: str) -> Iterator[str]:
-    """The keys of the files below `base`, joined from os.walk's folder and file names (no Path per file)."""
-    for folder, folders, files in os.walk(base):
-        folders[:] = [name for name in folders if not name.startswith(".")]
-        relative = os.path.relpath(folder, root)
-        start = "" if relative == "." else relative.replace(os.sep, "/") + "/"
-        for name in files:
-            if not name.startswith("."):
-                yield start + name
+def _object_paths(root: Path, folder: Path, key_folder: str) -> Iterator[tuple[str, str, bool]]:
+    """(key, path, whether it is a link leading out) of every object below `folder`, a real folder inside
+    `root` whose key is `key_folder`. Names starting with `.` are skipped. Links are followed only while they
+    stay inside `root`, each folder entered once (a link may point back up); a link leading out is an object
+    of its own, never entered or read."""
+    folders, entered = [(str(folder), key_folder)], {str(folder)}
+    while folders:
+        path, key_path = folders.pop()
+        try:
+            entries = list(os.scandir(path))
+        except (FileNotFoundError, NotADirectoryError):  # removed meanwhile, or the prefix names a file
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            key, found, is_link = key_path + entry.name, entry.path, entry.is_symlink()
+            if is_link:
+                found = os.path.realpath(found)
+                if not Path(found).is_relative_to(root):
+                    yield key, entry.path, True
+                    continue
+            if os.path.isdir(found) if is_link else entry.is_dir(follow_symlinks=False):
+                if found not in entered:
+                    entered.add(found)
+                    folders.append((found, key + "/"))
+            else:
+                yield key, found, False
 
 
-def _info(key: str, path: str) -> ObjectInfo | None:
+def _info(key: str, path: str, outside: bool) -> ObjectInfo | None:
+    """A listed object's size and time: of the link itself when it leads out of the root (nothing there is
+    looked at)."""
     try:
-        stat = os.stat(path)
+        found = os.lstat(path) if outside else os.stat(path)
     except FileNotFoundError:  # deleted by another process since the folder was walked
         return None
-    return ObjectInfo(key, stat.st_size, datetime.fromtimestamp(stat.st_mtime, timezone.utc))
+    return ObjectInfo(key, found.st_size, datetime.fromtimestamp(found.st_mtime, timezone.utc))
 
 
 def _modified_before(path: Path, cutoff: float) -> bool:
