@@ -62,6 +62,8 @@ def contact_ids(settings) -> list[str]:
     ("flatfiles", "folder", "refused"),
     ("parquet/ctr/metadata", "folder", "refused"),
     ("catalog", "folder", "refused"),
+    (raw_key(SAMPLE_START, second=2), "secret.json", "set aside"),
+    (raw_key(SAMPLE_START, second=2), "folder", "set aside"),
 ])
 def test_a_link_leading_out_is_never_followed(folder, link, target, outcome):
     settings, storage, outside = folder

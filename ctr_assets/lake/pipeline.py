@@ -31,6 +31,7 @@ from ctr_assets.lake.layout import (
     FLATFILES,
     MERGED,
     RAW,
+    SET_ASIDE,
     arrival_day_of_flat_key,
     flat_key,
     flat_prefix,
@@ -41,6 +42,7 @@ from ctr_assets.lake.layout import (
     quarantine_key,
     quarantine_prefix,
     raw_prefix,
+    set_aside_key,
 )
 from ctr_assets.lake.storage import Storage, describe_error
 from ctr_assets.lake.table import MergeResult, merge_flatfiles, merged_by_snapshots
@@ -66,6 +68,7 @@ class FlattenReport:
 
     objects: list[FlattenStats] = field(default_factory=list)
     skipped: int = 0
+    set_aside: dict[str, str] = field(default_factory=dict)  # raw objects never read: key -> why
     abandoned_staging_removed: int = 0
 
     @property
@@ -126,6 +129,8 @@ def flatten_hours(
         done = set() if reprocess else {item.key for item in storage.list(flat_prefix(hour))}
         pending = [key for key in keys if flat_key(key) not in done and (reprocess or flat_key(key) not in merged)]
         report.skipped += len(keys) - len(pending)
+        report.set_aside.update(set_aside(storage, pending))
+        pending = [key for key in pending if key not in report.set_aside]
         todo.extend(pending)
         if pending:
             quarantined.update(item.key for item in storage.list(quarantine_prefix(hour)))
@@ -135,6 +140,26 @@ def flatten_hours(
         if progress is not None:
             progress(number, len(todo), stats)
     return report
+
+
+def set_aside(storage: Storage, keys: Iterable[str]) -> dict[str, str]:
+    """Set aside the raw objects among `keys` that the storage refuses to read (key -> why): each gets a
+    record, is never read, and stops counting as pending, so one such object never fails a run."""
+    refused = {key: reason for key in keys if (reason := storage.unreadable(key))}
+    recorded = {item.key for item in storage.list(SET_ASIDE)} if refused else set()
+    for key, reason in refused.items():
+        if set_aside_key(key) not in recorded:
+            storage.write(set_aside_key(key), orjson.dumps({"key": key, "reason": reason}))
+    return refused
+
+
+def set_aside_objects(storage: Storage) -> dict[str, str]:
+    """The raw objects set aside that are still there and still unreadable (key -> why): one that became
+    readable (a link replaced by its file) is pending again, like any object not in the table."""
+    recorded = [orjson.loads(storage.read(item.key))["key"] for item in storage.list(SET_ASIDE)]
+    hours = {hour_of_raw_key(key) for key in recorded}
+    present = {item.key for hour in hours if hour for item in storage.list(raw_prefix(hour))}
+    return {key: reason for key in sorted(recorded) if key in present and (reason := storage.unreadable(key))}
 
 
 def available_cores() -> int:
@@ -270,7 +295,7 @@ def merged_flatfiles(storage: Storage, location: TableLocation, hours: Iterable[
 def pending_raw_keys(storage: Storage, location: TableLocation, hours: Iterable[datetime] | None = None) -> dict[datetime, list[str]]:
     """Raw objects not yet in the table, by arrival hour: never flattened and never merged, or flattened
     but not merged at the flatfile's current size (a run stopped between flattening and merging, or a
-    quarantine replay that added records). All of raw/ when `hours` is None."""
+    quarantine replay that added records); not those set aside. All of raw/ when `hours` is None."""
     if hours is None:
         raw = [item.key for item in storage.list(RAW)]
         flat = storage.list(FLATFILES)
@@ -280,12 +305,13 @@ def pending_raw_keys(storage: Storage, location: TableLocation, hours: Iterable[
         flat = (item for hour in hours for item in storage.list(flat_prefix(hour)))
     sizes = {item.key: item.size for item in flat}
     merged = merged_flatfiles(storage, location, hours)
+    aside = set_aside_objects(storage)
     pending: dict[datetime, list[str]] = defaultdict(list)
     for key in raw:
         hour = hour_of_raw_key(key)
         flat_size, merged_sizes = sizes.get(flat_key(key)), merged.get(flat_key(key), set())
         unmerged = not merged_sizes if flat_size is None else flat_size not in merged_sizes
-        if hour is not None and unmerged:
+        if hour is not None and unmerged and key not in aside:
             pending[hour].append(key)
     return dict(sorted(pending.items()))
 

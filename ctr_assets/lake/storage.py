@@ -68,6 +68,15 @@ class Storage(dg.ConfigurableResource, ABC):
     def read(self, key: str) -> bytes:
         return self._read(check_key(key))
 
+    def unreadable(self, key: str) -> str | None:
+        """Why the object `key` must never be read (the pipeline sets such a raw object aside instead of
+        failing on it), or None. A bucket holds any key, also ones that would leave the root if joined."""
+        try:
+            check_key(key)
+        except StorageError as error:
+            return str(error)
+        return None
+
     def exists(self, key: str) -> bool:
         return self._exists(check_key(key))
 
@@ -252,6 +261,13 @@ class LocalStorage(Storage):
         if real.exists() and not real.is_file():
             raise StorageError(f"refusing storage key {key!r}: {real} is not a regular file")
         return real
+
+    def unreadable(self, key: str) -> str | None:
+        try:
+            self._readable(key)
+        except StorageError as error:
+            return str(error)
+        return None
 
     def _list(self, prefix: str, start_after: str) -> list[ObjectInfo]:
         # Walk only the folders the prefix can reach, so listing one hour never scans the whole tree.
