@@ -62,6 +62,7 @@ def contact_ids(settings) -> list[str]:
     ("flatfiles", "folder", "refused"),
     ("parquet/ctr/metadata", "folder", "refused"),
     ("catalog", "folder", "refused"),
+    ("ctr.duckdb", "secret.json", "replaced"),
     (raw_key(SAMPLE_START, second=2), "secret.json", "set aside"),
     (raw_key(SAMPLE_START, second=2), "folder", "set aside"),
 ])

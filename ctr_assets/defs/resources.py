@@ -6,7 +6,6 @@ from pathlib import Path
 
 import boto3
 from dagster_aws.s3 import S3Resource
-from dagster_duckdb import DuckDBResource
 from sqlalchemy.engine import URL
 
 from ctr_assets.aws.s3 import S3Storage
@@ -14,6 +13,7 @@ from ctr_assets.lake.iceberg import GLUE, TableLocation
 from ctr_assets.lake.layout import ICEBERG_CATALOG, TABLE_PREFIX
 from ctr_assets.lake.local_io import local_io_properties
 from ctr_assets.lake.storage import LocalStorage, Storage
+from ctr_assets.metrics.warehouse import Warehouse
 from ctr_assets.settings import CtrSettings
 
 
@@ -43,8 +43,8 @@ def table_for(settings: CtrSettings, storage: Storage) -> TableLocation:
                          properties=properties)
 
 
-def warehouse_for(settings: CtrSettings) -> DuckDBResource:
+def warehouse_for(settings: CtrSettings) -> Warehouse:
     """The DuckDB file holding the `ctr` view and the aggregate tables (its folder is created if needed)."""
     path = Path(settings.warehouse_path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
-    return DuckDBResource(database=str(path))
+    return Warehouse(database=str(path))
