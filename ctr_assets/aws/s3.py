@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import tempfile
 import weakref
@@ -38,6 +39,7 @@ RETENTION_RULE_ID = "ctr-assets-retention-"
 DOWNLOAD_THREADS = 8  # boto3's connection pool holds 10
 DOWNLOAD_CHUNK = 1 << 20
 READ_BLOCK = 4 << 20  # DuckDB reads Parquet footers and column chunks; a small file takes one GET
+ESCAPED = re.compile(r"\[([\[*?])\]")  # a pattern character made literal
 
 
 class DuckDBS3(AbstractFileSystem):
@@ -101,6 +103,15 @@ class DuckDBS3(AbstractFileSystem):
         if not found and self.isfile(root):
             found[root] = self.info(root)
         return found if detail else sorted(found)
+
+    def glob(self, path: str, maxdepth: int | None = None, **kwargs: Any) -> Any:
+        """A path whose only pattern characters are escaped (`[*]`, as `glob_literal` writes them) names one
+        object: looked up by itself. fsspec would list everything below the last folder before the first
+        pattern character, the whole bucket for a prefix such as `data[1]`."""
+        if kwargs.get("detail") or any(char in ESCAPED.sub("", path) for char in "[*?"):
+            return super().glob(path, maxdepth=maxdepth, **kwargs)
+        literal = ESCAPED.sub(r"\1", path)
+        return [self._strip_protocol(literal)] if self.exists(literal) else []
 
     def info(self, path: str, **kwargs: Any) -> dict:
         path = self._strip_protocol(path)

@@ -374,7 +374,11 @@ def as_path(uri: str) -> str:
 
 
 def glob_literal(path: str) -> str:
-    """`path` with the characters DuckDB's readers treat as a glob pattern made literal (`[` `*` `?`)."""
+    """`path` with the characters DuckDB's readers treat as a glob pattern made literal (`[` `*` `?`). In a
+    pattern DuckDB reads a backslash as a folder separator, so a path holding both cannot be named: refused."""
+    if "\\" in path and any(char in path for char in "[*?"):
+        raise StorageError(f"DuckDB cannot read {path}: a path holding a backslash and one of [ * ? is "
+                           "read as another path; rename the folder")
     return "".join(f"[{char}]" if char in "[*?" else char for char in path)
 
 

@@ -19,6 +19,7 @@ from dagster_duckdb import DuckDBResource
 
 from ctr_assets.lake.iceberg import (
     TableLocation,
+    glob_literal,
     load_table,
     read_snapshot_sql,
     snapshot_files,
@@ -184,7 +185,7 @@ def read_aggregate(connection: Any, storage: Storage, name: str) -> bool:
     if not storage.exists(key):
         return False
     storage.attach(connection)
-    connection.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_text(storage.uri(key))})")
+    connection.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_text(glob_literal(storage.uri(key)))})")
     return True
 
 
