@@ -29,6 +29,7 @@ def folder(tmp_path):
     storage.write(raw_key(SAMPLE_START, second=1), firehose_object(ctr_record("inside", SAMPLE_START)))
     outside = tmp_path / "outside"
     (outside / "folder").mkdir(parents=True)
+    (outside / "folder" / "listed-only-from-outside").touch()
     (outside / "secret.json").write_bytes(firehose_object(ctr_record(SECRET, SAMPLE_START)))
     with closing(duckdb.connect()) as connection:
         connection.execute(f"COPY (SELECT '{SECRET}' AS contactid, TIMESTAMP '2026-03-02 08:00:00' AS "
@@ -126,6 +127,8 @@ def test_a_reader_or_writer_of_a_key_never_goes_through_a_link_leading_out(folde
                     lambda: storage.exists("kinesis/checkpoints.json")):
         with pytest.raises(StorageError, match="leads outside it"):
             attempt()
+    (storage.root_path / "raw" / "elsewhere").symlink_to(outside / "folder")
+    assert [item.key for item in storage.list("raw/") if "elsewhere" in item.key] == ["raw/elsewhere"]  # not entered
     storage.write("kinesis/checkpoints.json", b"{}")  # replaces the link, inside
 
     assert snapshot(outside) == before and storage.read("kinesis/checkpoints.json") == b"{}"
