@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import hashlib
 import io
 import json
 import multiprocessing
@@ -51,6 +52,7 @@ from ctr_assets.records.phones import Protect
 
 Progress = Callable[[int, int, FlattenStats], None]
 LISTING_BUDGET = 10_000  # raw keys one sensor tick lists at most: ten ListObjectsV2 pages, seconds not minutes
+SETTLE_SECONDS = 600  # an object shows in listings within this long of its modification time (S3's is its upload's start)
 
 
 class ObjectFailed(RuntimeError):
@@ -316,57 +318,112 @@ def pending_raw_keys(storage: Storage, location: TableLocation, hours: Iterable[
     return dict(sorted(pending.items()))
 
 
+def fingerprint(key: str) -> str:
+    """8 bytes of a key's hash, as hex: what the arrival sensor remembers of a key (a key is 75 bytes or more)."""
+    return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+
+
+@dataclass
+class HourScan:
+    """What the arrival sensor knows of one arrival-hour folder: every object modified up to `floor` (epoch
+    seconds) has been seen, `below` of them when the folder was last listed whole; of the objects modified
+    later, the fingerprint, by second of modification."""
+
+    floor: int = 0
+    below: int = 0
+    recent: dict[int, set[str]] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"floor": self.floor, "below": self.below,
+                "recent": {str(second): "".join(sorted(prints)) for second, prints in sorted(self.recent.items())}}
+
+    @classmethod
+    def from_json(cls, state: dict) -> "HourScan":
+        recent = {int(second): {prints[at:at + 16] for at in range(0, len(prints), 16)}
+                  for second, prints in state["recent"].items()}
+        return cls(state["floor"], state["below"], recent)
+
+
 @dataclass
 class ArrivalScan:
-    """What the arrival sensor remembers between ticks: every raw key already reported, per arrival hour
-    (`2026-03-02T08`), and where the last tick stopped when it ran out of listing budget."""
+    """What the arrival sensor remembers between ticks: per arrival hour (`2026-03-02T08`) what it has seen,
+    and where the last tick stopped when it ran out of listing budget."""
 
-    seen: dict[str, list[str]] = field(default_factory=dict)
+    hours: dict[str, HourScan] = field(default_factory=dict)
     resume: tuple[str, str] | None = None  # (hour, last key listed)
 
     @classmethod
     def from_json(cls, text: str | None) -> "ArrivalScan":
         state = json.loads(text) if text else {}
-        resume = state.get("resume")
-        return cls(seen=state.get("seen", {}), resume=tuple(resume) if resume else None)
+        resume = tuple(state["resume"]) if state.get("resume") else None
+        if "seen" in state:  # the cursor of an earlier version: every key seen, in full
+            return cls({label: HourScan(recent={0: set(map(fingerprint, keys))}) for label, keys in state["seen"].items()},
+                       resume)
+        return cls({label: HourScan.from_json(hour) for label, hour in state.get("hours", {}).items()}, resume)
 
     def to_json(self) -> str:
-        return json.dumps({"seen": self.seen, "resume": self.resume})
+        return json.dumps({"hours": {label: hour.to_json() for label, hour in self.hours.items()},
+                           "resume": self.resume}, separators=(",", ":"))
 
 
-def find_new_arrivals(
-    storage: Storage, scan: ArrivalScan, hours: list[datetime], budget: int = LISTING_BUDGET
-) -> tuple[dict[datetime, list[str]], ArrivalScan]:
+@dataclass
+class Arrivals:
+    """What one look at the arrival folders found."""
+
+    new: dict[datetime, list[str]]  # new raw keys by arrival hour, in key order
+    scan: ArrivalScan  # what to remember for the next look
+    listed: int = 0
+    late: int = 0  # objects that showed up over SETTLE_SECONDS after their modification time: left to etl_catchup
+
+
+def find_new_arrivals(storage: Storage, scan: ArrivalScan, hours: list[datetime],
+                      budget: int = LISTING_BUDGET) -> Arrivals:
     """Raw keys in the given hour folders that `scan` has not seen, and the scan to remember next.
 
-    Remembering every key of the listed hours, rather than a last key or a last-modified time, is what
-    keeps objects that share a second or arrive out of key order from being skipped. Only the listed
-    hours are kept, so the state stays as small as the window. At most `budget` keys are listed per call
-    (on S3, one ListObjectsV2 request per 1,000 keys); the next call carries on from where this one
-    stopped, so an unusually full hour spreads over several ticks instead of outlasting one."""
+    The scan remembers the keys modified in an hour folder in the last SETTLE_SECONDS before the newest
+    one (by fingerprint), and counts the older ones: an object becomes visible within SETTLE_SECONDS of its
+    modification time, so those older ones are all seen. So objects that share a second or arrive out of
+    key order are never skipped, a key is never reported twice, and the state stays the size of ten minutes
+    of arrivals. An object that shows up later than that (a longer upload) is counted as `late` and left to
+    etl_catchup. At most `budget` keys are listed per call (on S3, one ListObjectsV2 request per 1,000
+    keys); the next call carries on from where this one stopped, and only a folder listed whole from its
+    start moves its floor."""
     labels = [hour_label(hour) for hour in hours]
     start, after = 0, ""
     if scan.resume and scan.resume[0] in labels:
         start, after = labels.index(scan.resume[0]), scan.resume[1]
-    seen = {label: scan.seen[label] for label in labels if label in scan.seen}
-    new: dict[datetime, list[str]] = {}
-    listed, resume = 0, None
+    found = Arrivals({}, ArrivalScan({label: scan.hours[label] for label in labels if label in scan.hours}))
     for hour, label in zip(hours[start:], labels[start:]):
-        known = set(seen.get(label, ()))
-        fresh = []
+        state = found.scan.hours.setdefault(label, HourScan())
+        known = set().union(*state.recent.values())
+        fresh, seconds, above = [], [], []  # above: (second, fingerprint) of the keys past the floor
         for item in storage.list(raw_prefix(hour), start_after=after):
-            listed += 1
-            if hour_of_raw_key(item.key) == hour and item.key not in known:
-                fresh.append(item.key)
-                known.add(item.key)
-            if listed >= budget:
-                resume = (label, item.key)
+            found.listed += 1
+            second = int(item.last_modified.timestamp())
+            if hour_of_raw_key(item.key) == hour:
+                seconds.append(second)
+                if second > state.floor:
+                    above.append((second, fingerprint(item.key)))
+                    if above[-1][1] not in known:
+                        fresh.append(item.key)
+                        state.recent.setdefault(second, set()).add(above[-1][1])
+            if found.listed >= budget:
+                found.scan.resume = (label, item.key)
                 break
+        whole = not after and not found.scan.resume
         after = ""
         if fresh:
-            new[hour] = fresh
-        if known:
-            seen[label] = sorted(known)
-        if resume:
+            found.new[hour] = fresh
+        if whole:
+            found.late += max(0, sum(second <= state.floor for second in seconds) - state.below)
+            state.floor = max([state.floor] + [second - SETTLE_SECONDS for second in seconds])
+            state.below = sum(second <= state.floor for second in seconds)
+            state.recent = {}
+            for second, print_ in above:
+                if second > state.floor:
+                    state.recent.setdefault(second, set()).add(print_)
+        if not state.recent and not state.below:
+            del found.scan.hours[label]
+        if found.scan.resume:
             break
-    return new, ArrivalScan(seen, resume)
+    return found
