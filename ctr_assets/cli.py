@@ -88,7 +88,7 @@ def status(args: argparse.Namespace) -> int:
     latest complete interval."""
     from ctr_assets.defs.resources import storage_for, table_for
     from ctr_assets.lake.iceberg import load_table
-    from ctr_assets.lake.pipeline import pending_raw_keys
+    from ctr_assets.lake.pipeline import pending_raw_keys, set_aside_objects
     from ctr_assets.metrics.alerts import interval_label, latest_interval
     from ctr_assets.metrics.warehouse import (
         read_aggregate,
@@ -119,6 +119,10 @@ def status(args: argparse.Namespace) -> int:
           f"quarantined:  {quarantined} items\n"
           f"table:        {table.display}, snapshot {snapshot.snapshot_id if snapshot else 'none'}\n"
           f"table rows:   {rows}\nalerts:       " + "\n".join(alerts))
+    aside = set_aside_objects(storage)
+    if aside:
+        print(f"set aside:    {len(aside)} raw objects the storage refuses to read (never read, not pending)\n"
+              + "\n".join(f"  {key}: {reason}" for key, reason in aside.items()))
     return 0
 
 

@@ -145,6 +145,10 @@ class CtrSettings(dg.ConfigurableResource):
     def validate_values(self) -> None:
         if self.is_s3 and not BUCKET_NAME.fullmatch(self.s3_location[0]):
             raise SettingError(f"CTR_STORAGE_URL: {self.storage_url!r} does not name a valid bucket (s3://bucket[/prefix])")
+        if self.is_s3 and re.search(r"[?#]", self.storage_url):
+            raise SettingError(f"CTR_STORAGE_URL: {self.storage_url!r}: Iceberg's readers (pyiceberg, Athena, Spark) "
+                               "end an S3 location at '?' or '#', so the table could not live there; use a "
+                               "prefix without them")
         if self.s3_endpoint_url and not re.fullmatch(r"https?://[^/\s]+/?", self.s3_endpoint_url):
             raise SettingError(f"CTR_S3_ENDPOINT_URL: {self.s3_endpoint_url!r} is not an http(s)://host[:port] URL")
         if self.sqs_queue_url and not self.is_s3:

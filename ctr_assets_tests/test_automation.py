@@ -4,21 +4,26 @@ Dagster instance."""
 import json
 import os
 import time
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 import duckdb
 import pytest
+import hypothesis
+from hypothesis import strategies as st
 
 from ctr_assets.definitions import build_definitions
 from ctr_assets.defs.resources import storage_for
-from ctr_assets.lake.layout import floor_hour, partition_of_hour
+from ctr_assets.lake.layout import floor_hour, partition_of_hour, raw_prefix
 from ctr_assets.lake.pipeline import (
+    SETTLE_SECONDS,
     ArrivalScan,
     find_new_arrivals,
     flatten_raw_object,
     merge_hours,
 )
+from ctr_assets.lake.storage import LocalStorage
 from ctr_assets_tests.helpers import ctr_record, firehose_object, raw_key, settings_for
 
 OLD_OBJECTS = 100_000
@@ -58,8 +63,9 @@ def test_same_second_and_out_of_key_order_arrivals_are_all_requested(setup):
 
     assert list(requested(second)) == [partition_of_hour(hour)]
     assert requested(second) != requested(first)  # a new run key: the new object is not mistaken for the old
-    assert sorted(json.loads(second.cursor)["seen"][hour.strftime("%Y-%m-%dT%H")]) == sorted(
-        [raw_key(hour, 1, "aaaa"), raw_key(hour, 1, "bbbb")])
+    (event,) = second.asset_events
+    assert event.metadata["new objects"].value == 1 and event.metadata["first key"].value == raw_key(hour, 1, "aaaa")
+    assert tick(definitions, storage, instance, second.cursor).run_requests == []
 
 
 def test_nothing_new_requests_nothing(setup):
@@ -102,7 +108,8 @@ def test_the_sensor_lists_only_recent_hour_folders(setup):
         patch.setattr(type(storage), "list", spy)
         result = tick(definitions, storage, instance)
 
-    assert result.run_requests == [] and json.loads(result.cursor) == {"seen": {}, "resume": None}
+    assert result.run_requests == [] and json.loads(result.cursor) == {"hours": {}, "resume": None}
+    assert result.skip_reason.skip_message == "no new raw objects among the 0 listed in 2 arrival-hour folders"
     assert len(listed) == 2 and all(prefix.startswith("raw/") for prefix in listed)
 
 
@@ -116,15 +123,14 @@ def test_a_tick_lists_a_bounded_number_of_keys_and_the_next_carries_on(setup):
     late = raw_key(hours[0], second=0, suffix="0000-late")
     found, scan, passes = [], ArrivalScan(), 0
     while passes == 0 or scan.resume:
-        new, scan = find_new_arrivals(storage, scan, hours, budget=10)
-        found += [key for keys in new.values() for key in keys]
-        passes += 1
+        arrivals = find_new_arrivals(storage, scan, hours, budget=10)
+        found += [key for keys in arrivals.new.values() for key in keys]
+        scan, passes = arrivals.scan, passes + 1
         if passes == 1:  # out of key order, behind where the first tick stopped: found on the next pass
             put(storage, late)
 
     assert passes == 3 and len(found) == 25 == len(set(found)) and late not in found
-    again, _ = find_new_arrivals(storage, scan, hours, budget=10)
-    assert again == {hours[0]: [late]}
+    assert find_new_arrivals(storage, scan, hours, budget=10).new == {hours[0]: [late]}
 
 
 def test_a_tick_on_a_bucket_costs_the_same_requests_with_or_without_100000_old_objects(moto, tmp_path):
@@ -147,7 +153,7 @@ def test_a_tick_on_a_bucket_costs_the_same_requests_with_or_without_100000_old_o
 
         (event,) = result.asset_events
         assert event.metadata["new objects"].value == 10
-        assert json.loads(result.cursor)["seen"] == {now_hour.strftime("%Y-%m-%dT%H"): new_keys}
+        assert (event.metadata["first key"].value, event.metadata["last key"].value) == (new_keys[0], new_keys[-1])
         requests[old_objects] = lines
 
     assert len(requests[OLD_OBJECTS]) == len(requests[0]) == 2  # one ListObjectsV2 per recent hour folder
@@ -196,3 +202,67 @@ def test_a_folder_gets_an_hourly_retention_job_and_a_bucket_its_lifecycle_rule_i
     assert definitions.resolve_schedule_def("flatfiles_retention").default_status == dg.DefaultScheduleStatus.RUNNING
     on_bucket = build_definitions(s3_settings)
     assert "flatfiles_retention" not in {schedule.name for schedule in on_bucket.schedules}
+
+
+HOUR = datetime(2026, 3, 2, 8, tzinfo=timezone.utc)
+
+
+def land(storage, name: str, written: int) -> str:
+    """An object in HOUR's folder, modified `written` seconds into the hour (as S3 dates an upload)."""
+    key = f"{raw_prefix(HOUR)}{name}"
+    storage.write(key, b"")
+    moment = HOUR.timestamp() + written
+    os.utime(storage.path(key), (moment, moment))
+    return key
+
+
+def test_the_cursor_of_an_hour_with_thousands_of_objects_stays_compact(storage):
+    """3,000 objects landing over an hour, a few dozen per minutely tick, some sharing a second, in no key
+    order: each is reported once, and the cursor holds ten minutes of them, not the hour."""
+    scan, reported, sizes = ArrivalScan(), [], []
+    for minute in range(60):
+        for number in range(50):
+            land(storage, f"ctr-stream-1-{uuid.uuid4()}", minute * 60 + number % 7)
+        arrivals = find_new_arrivals(storage, scan, [HOUR])
+        scan = arrivals.scan
+        reported += [key for keys in arrivals.new.values() for key in keys]
+        sizes.append(len(scan.to_json()))
+
+    assert len(reported) == len(set(reported)) == 3000 and arrivals.late == 0
+    assert find_new_arrivals(storage, scan, [HOUR]).new == {}
+    print(f"\ncursor after each tick: at most {max(sizes)} bytes, {sizes[-1]} after the last")
+    assert max(sizes) < 12_000  # every key in full: about 270,000 bytes
+
+
+arrivals = st.lists(st.tuples(st.integers(0, 3599), st.integers(0, SETTLE_SECONDS + 120)), max_size=25)
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(objects=arrivals, ticks=st.lists(st.integers(0, 4400), min_size=1, max_size=8, unique=True),
+       budget=st.sampled_from([3, 10_000]))
+def test_every_object_is_reported_once_at_the_first_tick_that_sees_it_unless_it_shows_up_late(
+        tmp_path_factory, objects, ticks, budget):
+    """Objects written at second w of the hour become visible d seconds later (an upload that long); ticks
+    list the folder. An object seen within SETTLE_SECONDS of its writing is reported exactly once (at the
+    first tick that sees it, when the listing budget allows); one that shows up later is reported once or
+    counted late, never twice."""
+    storage = LocalStorage(root=str(tmp_path_factory.mktemp("arrivals")))
+    pending = sorted((written + delay, written, f"{uuid.uuid4().hex[:6]}") for written, delay in objects)
+    scan, reported, late, on_time = ArrivalScan(), [], 0, set()
+    for moment in sorted(ticks) + [10**6] * 9:  # then enough passes for the budget to reach every key
+        while pending and pending[0][0] <= moment:
+            visible, written, name = pending.pop(0)
+            key = land(storage, name, written)
+            on_time.update([key] if visible - written <= SETTLE_SECONDS else [])
+        found = find_new_arrivals(storage, scan, [HOUR], budget=budget)
+        scan, late = found.scan, late + found.late
+        fresh = [key for keys in found.new.values() for key in keys]
+        if budget > len(objects) and moment < 10**6:  # one pass lists the folder: seen means reported now
+            visible = {item.key for item in storage.list(raw_prefix(HOUR))}
+            assert (on_time & visible) - set(reported) <= set(fresh)
+        reported += fresh
+
+    landed = {item.key for item in storage.list(raw_prefix(HOUR))}
+    assert len(reported) == len(set(reported))  # never twice
+    assert on_time <= set(reported)  # never skipped
+    assert len(landed - set(reported)) == late  # what was not reported was counted late

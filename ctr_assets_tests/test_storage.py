@@ -129,5 +129,5 @@ def test_staged_files_are_never_listed_or_read_and_old_ones_are_removed(storage)
     os.utime(old, (time.time() - 7200, time.time() - 7200))
 
     assert [item.key for item in storage.list("flatfiles/")] == ["flatfiles/a"]
-    assert storage.remove_abandoned_staging("flatfiles/") == 1
+    assert storage.remove_abandoned_staging() == 1
     assert fresh.exists() and not old.exists()  # a staged file this young may belong to a live writer

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import tempfile
 import weakref
@@ -31,12 +32,14 @@ from ctr_assets.lake.storage import (
     Storage,
     StorageError,
     check_key,
+    staged_folder,
 )
 
 RETENTION_RULE_ID = "ctr-assets-retention-"
 DOWNLOAD_THREADS = 8  # boto3's connection pool holds 10
 DOWNLOAD_CHUNK = 1 << 20
 READ_BLOCK = 4 << 20  # DuckDB reads Parquet footers and column chunks; a small file takes one GET
+ESCAPED = re.compile(r"\[([\[*?])\]")  # a pattern character made literal
 
 
 class DuckDBS3(AbstractFileSystem):
@@ -100,6 +103,15 @@ class DuckDBS3(AbstractFileSystem):
         if not found and self.isfile(root):
             found[root] = self.info(root)
         return found if detail else sorted(found)
+
+    def glob(self, path: str, maxdepth: int | None = None, **kwargs: Any) -> Any:
+        """A path whose only pattern characters are escaped (`[*]`, as `glob_literal` writes them) names one
+        object: looked up by itself. fsspec would list everything below the last folder before the first
+        pattern character, the whole bucket for a prefix such as `data[1]`."""
+        if kwargs.get("detail") or any(char in ESCAPED.sub("", path) for char in "[*?"):
+            return super().glob(path, maxdepth=maxdepth, **kwargs)
+        literal = ESCAPED.sub(r"\1", path)
+        return [self._strip_protocol(literal)] if self.exists(literal) else []
 
     def info(self, path: str, **kwargs: Any) -> dict:
         path = self._strip_protocol(path)
@@ -225,7 +237,7 @@ class S3Storage(Storage):
     @contextmanager
     def local_paths(self, keys: list[str]) -> Iterator[list[str]]:
         """Downloaded copies, one GET each: DuckDB reading a small object in place makes a dozen requests."""
-        with tempfile.TemporaryDirectory(prefix="ctr-assets-") as folder:
+        with staged_folder() as folder:
             paths = [os.path.join(folder, check_key(key)) for key in keys]
 
             def download(key: str, path: str) -> None:

@@ -26,7 +26,7 @@ from ctr_assets.lake.layout import (
     hours_between,
     partition_of_hour,
 )
-from ctr_assets.lake.pipeline import ArrivalScan, find_new_arrivals, pending_raw_keys
+from ctr_assets.lake.pipeline import SETTLE_SECONDS, ArrivalScan, find_new_arrivals, pending_raw_keys
 from ctr_assets.lake.storage import Storage
 from ctr_assets.settings import CtrSettings
 
@@ -39,14 +39,22 @@ def run_key(kind: str, partition: str, keys: list[str]) -> str:
     return f"{kind}:{partition}:{digest}"
 
 
-def arrivals_result(new: dict[datetime, list[str]], cursor: str) -> dg.SensorResult:
-    """A run per arrival hour with new objects, and the new objects reported as `raw` materializations."""
+def arrivals_result(context: dg.SensorEvaluationContext, new: dict[datetime, list[str]], cursor: str,
+                    nothing_new: str) -> dg.SensorResult:
+    """A run per arrival hour with new objects, and the new objects reported as `raw` materializations: how
+    many, the first and the last key (the keys themselves are too many for a tick's page). `nothing_new` is
+    the tick's message when it requests nothing."""
     requests, events = [], []
     for hour, keys in new.items():
         partition = partition_of_hour(hour)
         requests.append(dg.RunRequest(run_key=run_key("raw", partition, keys), partition_key=partition))
-        events.append(dg.AssetMaterialization(RAW, partition=partition, metadata={"new objects": len(keys)}))
-    return dg.SensorResult(run_requests=requests, asset_events=events, cursor=cursor)
+        events.append(dg.AssetMaterialization(RAW, partition=partition, metadata={
+            "new objects": len(keys), "first key": keys[0], "last key": keys[-1]}))
+    if requests:
+        context.log.info(f"{sum(map(len, new.values()))} new raw objects in {len(new)} arrival hours, first "
+                         f"{min(map(min, new.values()))}, last {max(map(max, new.values()))}")
+    return dg.SensorResult(run_requests=requests, asset_events=events, cursor=cursor,
+                           skip_reason=None if requests else nothing_new)
 
 
 def build_automation(
@@ -71,9 +79,14 @@ def build_automation(
     )
     def raw_arrivals(context: dg.SensorEvaluationContext, storage: Storage) -> dg.SensorResult:
         now = datetime.now(timezone.utc)
-        new, scan = find_new_arrivals(
-            storage, ArrivalScan.from_json(context.cursor), [hour for hour in recent_hours(now) if in_range(hour, now)])
-        return arrivals_result(new, scan.to_json())
+        hours = [hour for hour in recent_hours(now) if in_range(hour, now)]
+        found = find_new_arrivals(storage, ArrivalScan.from_json(context.cursor), hours)
+        late = (f"{found.late} raw objects showed up over {SETTLE_SECONDS // 60} minutes after they were written; "
+                "etl_catchup requests them" if found.late else "")
+        if late:
+            context.log.warning(late)
+        return arrivals_result(context, found.new, found.scan.to_json(), "; ".join(filter(None, [
+            f"no new raw objects among the {found.listed} listed in {len(hours)} arrival-hour folders", late])))
 
     @dg.sensor(
         name="raw_events",
@@ -113,7 +126,8 @@ def build_automation(
                     new.setdefault(hour, []).append(key)
         cursor = {"seen": {label: sorted(keys) for label, keys in seen.items() if label in window},
                   "received": [message["ReceiptHandle"] for message in messages]}
-        return arrivals_result(dict(sorted(new.items())), json.dumps(cursor))
+        return arrivals_result(context, dict(sorted(new.items())), json.dumps(cursor),
+                               f"no new raw objects in {len(messages)} SQS messages")
 
     @dg.schedule(
         name="etl_catchup",

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import boto3
 from dagster_aws.s3 import S3Resource
-from dagster_duckdb import DuckDBResource
 from sqlalchemy.engine import URL
 
 from ctr_assets.aws.s3 import S3Storage
 from ctr_assets.lake.iceberg import GLUE, TableLocation
 from ctr_assets.lake.layout import ICEBERG_CATALOG, TABLE_PREFIX
+from ctr_assets.lake.local_io import local_io_properties
 from ctr_assets.lake.storage import LocalStorage, Storage
+from ctr_assets.metrics.warehouse import Warehouse
 from ctr_assets.settings import CtrSettings
 
 
@@ -29,7 +30,7 @@ def table_for(settings: CtrSettings, storage: Storage) -> TableLocation:
     """The ctr table under parquet/ctr/: in the Glue Data Catalog with CTR_GLUE_DATABASE, else in the SQL
     catalog of CTR_CATALOG_URI, else (a local folder) in a SQLite file inside the folder."""
     location = storage.uri(TABLE_PREFIX).rstrip("/")
-    properties = {}
+    properties = local_io_properties(storage.root_path) if isinstance(storage, LocalStorage) else {}
     if settings.is_s3:
         properties = {"s3.region": boto3.session.Session().region_name or "us-east-1"}
         if settings.s3_endpoint_url:
@@ -42,8 +43,8 @@ def table_for(settings: CtrSettings, storage: Storage) -> TableLocation:
                          properties=properties)
 
 
-def warehouse_for(settings: CtrSettings) -> DuckDBResource:
+def warehouse_for(settings: CtrSettings) -> Warehouse:
     """The DuckDB file holding the `ctr` view and the aggregate tables (its folder is created if needed)."""
     path = Path(settings.warehouse_path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
-    return DuckDBResource(database=str(path), connection_config={"memory_limit": f"{settings.duckdb_memory_mb}MB"})
+    return Warehouse(database=str(path), connection_config={"memory_limit": f"{settings.duckdb_memory_mb}MB"})

@@ -361,12 +361,24 @@ def data_files_of_days(table: Table, days: Iterable[date]) -> list[DataFile]:
 
 
 def as_path(uri: str) -> str:
-    """A file URI as DuckDB and the OS name it: local files without `file:`; S3 URIs as they are."""
-    return uri.removeprefix("file://") if uri.startswith("file://") else uri
+    """A file URI as DuckDB and the OS name it: S3 URIs as they are; local files without `file:`, and only
+    where they really are: the pipeline names its files by their real paths, so a symbolic link on the way
+    was put there since, and could lead out of the storage folder."""
+    if "://" in uri and not uri.startswith("file://"):
+        return uri
+    path = uri.removeprefix("file://")
+    if os.path.realpath(path) != path:
+        raise StorageError(f"refusing {path}: a symbolic link on its way leads to {os.path.realpath(path)}; the "
+                           "table's files are read only where they are")
+    return path
 
 
 def glob_literal(path: str) -> str:
-    """`path` with the characters DuckDB's readers treat as a glob pattern made literal (`[` `*` `?`)."""
+    """`path` with the characters DuckDB's readers treat as a glob pattern made literal (`[` `*` `?`). In a
+    pattern DuckDB reads a backslash as a folder separator, so a path holding both cannot be named: refused."""
+    if "\\" in path and any(char in path for char in "[*?"):
+        raise StorageError(f"DuckDB cannot read {path}: a path holding a backslash and one of [ * ? is "
+                           "read as another path; rename the folder")
     return "".join(f"[{char}]" if char in "[*?" else char for char in path)
 
 

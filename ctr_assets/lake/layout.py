@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import datetime, timedelta, timezone
 
@@ -14,6 +15,9 @@ ICEBERG_CATALOG = "catalog/iceberg.db"  # the embedded SQLite catalog of a local
 # Which flatfiles are in the table, one file per merge and arrival day. Outside the table's folder: engines
 # that clean a table (Athena's VACUUM) delete whatever its metadata does not name.
 MERGED = CATALOG + "merged/"
+# Raw objects the storage refuses to read (a bucket key with a `..` step, a link leading out of a folder): one
+# record each, saying why, instead of a failure that would stop every run.
+SET_ASIDE = CATALOG + "set-aside/"
 DASHBOARDS = "dashboards/"
 # Everything the pipeline writes (raw/ is Firehose's).
 WRITTEN_PREFIXES = (FLATFILES, QUARANTINE, TABLE_PREFIX, CATALOG, DASHBOARDS)
@@ -119,6 +123,11 @@ def raw_key_of_flatfile(key: str) -> str:
 
 def flat_key(raw_key: str) -> str:
     return FLATFILES + _flat_name(raw_key)
+
+
+def set_aside_key(raw_key: str) -> str:
+    """The record of a raw object set aside, named by a digest: the raw key itself is not a safe name."""
+    return f"{SET_ASIDE}{hashlib.sha256(raw_key.encode()).hexdigest()[:32]}.json"
 
 
 def quarantine_key(raw_key: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import hashlib
 import io
 import json
 import multiprocessing
@@ -31,7 +32,7 @@ from ctr_assets.lake.layout import (
     FLATFILES,
     MERGED,
     RAW,
-    WRITTEN_PREFIXES,
+    SET_ASIDE,
     arrival_day_of_flat_key,
     flat_key,
     flat_prefix,
@@ -42,6 +43,7 @@ from ctr_assets.lake.layout import (
     quarantine_key,
     quarantine_prefix,
     raw_prefix,
+    set_aside_key,
 )
 from ctr_assets.lake.storage import Storage, describe_error
 from ctr_assets.lake.table import MergeResult, merge_flatfiles, merged_by_snapshots
@@ -50,6 +52,7 @@ from ctr_assets.records.phones import Protect
 
 Progress = Callable[[int, int, FlattenStats], None]
 LISTING_BUDGET = 10_000  # raw keys one sensor tick lists at most: ten ListObjectsV2 pages, seconds not minutes
+SETTLE_SECONDS = 600  # an object shows in listings within this long of its modification time (S3's is its upload's start)
 
 
 class ObjectFailed(RuntimeError):
@@ -67,6 +70,7 @@ class FlattenReport:
 
     objects: list[FlattenStats] = field(default_factory=list)
     skipped: int = 0
+    set_aside: dict[str, str] = field(default_factory=dict)  # raw objects never read: key -> why
     abandoned_staging_removed: int = 0
 
     @property
@@ -119,7 +123,7 @@ def flatten_hours(
     is set (their flatfile has a deterministic name, so redoing them is harmless). Objects are flattened in `workers` processes
     (default: one per available core). A failure names the object it happened on (`ObjectFailed`);
     objects done before it stay done."""
-    report = FlattenReport(abandoned_staging_removed=sum(map(storage.remove_abandoned_staging, WRITTEN_PREFIXES)))
+    report = FlattenReport(abandoned_staging_removed=storage.remove_abandoned_staging())
     todo: list[str] = []
     quarantined: set[str] = set()
     for hour in hours:
@@ -127,6 +131,8 @@ def flatten_hours(
         done = set() if reprocess else {item.key for item in storage.list(flat_prefix(hour))}
         pending = [key for key in keys if flat_key(key) not in done and (reprocess or flat_key(key) not in merged)]
         report.skipped += len(keys) - len(pending)
+        report.set_aside.update(set_aside(storage, pending))
+        pending = [key for key in pending if key not in report.set_aside]
         todo.extend(pending)
         if pending:
             quarantined.update(item.key for item in storage.list(quarantine_prefix(hour)))
@@ -136,6 +142,26 @@ def flatten_hours(
         if progress is not None:
             progress(number, len(todo), stats)
     return report
+
+
+def set_aside(storage: Storage, keys: Iterable[str]) -> dict[str, str]:
+    """Set aside the raw objects among `keys` that the storage refuses to read (key -> why): each gets a
+    record, is never read, and stops counting as pending, so one such object never fails a run."""
+    refused = {key: reason for key in keys if (reason := storage.unreadable(key))}
+    recorded = {item.key for item in storage.list(SET_ASIDE)} if refused else set()
+    for key, reason in refused.items():
+        if set_aside_key(key) not in recorded:
+            storage.write(set_aside_key(key), orjson.dumps({"key": key, "reason": reason}))
+    return refused
+
+
+def set_aside_objects(storage: Storage) -> dict[str, str]:
+    """The raw objects set aside that are still there and still unreadable (key -> why): one that became
+    readable (a link replaced by its file) is pending again, like any object not in the table."""
+    recorded = [orjson.loads(storage.read(item.key))["key"] for item in storage.list(SET_ASIDE)]
+    hours = {hour_of_raw_key(key) for key in recorded}
+    present = {item.key for hour in hours if hour for item in storage.list(raw_prefix(hour))}
+    return {key: reason for key in sorted(recorded) if key in present and (reason := storage.unreadable(key))}
 
 
 def available_cores() -> int:
@@ -271,7 +297,7 @@ def merged_flatfiles(storage: Storage, location: TableLocation, hours: Iterable[
 def pending_raw_keys(storage: Storage, location: TableLocation, hours: Iterable[datetime] | None = None) -> dict[datetime, list[str]]:
     """Raw objects not yet in the table, by arrival hour: never flattened and never merged, or flattened
     but not merged at the flatfile's current size (a run stopped between flattening and merging, or a
-    quarantine replay that added records). All of raw/ when `hours` is None."""
+    quarantine replay that added records); not those set aside. All of raw/ when `hours` is None."""
     if hours is None:
         raw = [item.key for item in storage.list(RAW)]
         flat = storage.list(FLATFILES)
@@ -281,67 +307,123 @@ def pending_raw_keys(storage: Storage, location: TableLocation, hours: Iterable[
         flat = (item for hour in hours for item in storage.list(flat_prefix(hour)))
     sizes = {item.key: item.size for item in flat}
     merged = merged_flatfiles(storage, location, hours)
+    aside = set_aside_objects(storage)
     pending: dict[datetime, list[str]] = defaultdict(list)
     for key in raw:
         hour = hour_of_raw_key(key)
         flat_size, merged_sizes = sizes.get(flat_key(key)), merged.get(flat_key(key), set())
         unmerged = not merged_sizes if flat_size is None else flat_size not in merged_sizes
-        if hour is not None and unmerged:
+        if hour is not None and unmerged and key not in aside:
             pending[hour].append(key)
     return dict(sorted(pending.items()))
 
 
+def fingerprint(key: str) -> str:
+    """8 bytes of a key's hash, as hex: what the arrival sensor remembers of a key (a key is 75 bytes or more)."""
+    return hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
+
+
+@dataclass
+class HourScan:
+    """What the arrival sensor knows of one arrival-hour folder: every object modified up to `floor` (epoch
+    seconds) has been seen, `below` of them when the folder was last listed whole; of the objects modified
+    later, the fingerprint, by second of modification."""
+
+    floor: int = 0
+    below: int = 0
+    recent: dict[int, set[str]] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"floor": self.floor, "below": self.below,
+                "recent": {str(second): "".join(sorted(prints)) for second, prints in sorted(self.recent.items())}}
+
+    @classmethod
+    def from_json(cls, state: dict) -> "HourScan":
+        recent = {int(second): {prints[at:at + 16] for at in range(0, len(prints), 16)}
+                  for second, prints in state["recent"].items()}
+        return cls(state["floor"], state["below"], recent)
+
+
 @dataclass
 class ArrivalScan:
-    """What the arrival sensor remembers between ticks: every raw key already reported, per arrival hour
-    (`2026-03-02T08`), and where the last tick stopped when it ran out of listing budget."""
+    """What the arrival sensor remembers between ticks: per arrival hour (`2026-03-02T08`) what it has seen,
+    and where the last tick stopped when it ran out of listing budget."""
 
-    seen: dict[str, list[str]] = field(default_factory=dict)
+    hours: dict[str, HourScan] = field(default_factory=dict)
     resume: tuple[str, str] | None = None  # (hour, last key listed)
 
     @classmethod
     def from_json(cls, text: str | None) -> "ArrivalScan":
         state = json.loads(text) if text else {}
-        resume = state.get("resume")
-        return cls(seen=state.get("seen", {}), resume=tuple(resume) if resume else None)
+        resume = tuple(state["resume"]) if state.get("resume") else None
+        if "seen" in state:  # the cursor of an earlier version: every key seen, in full
+            return cls({label: HourScan(recent={0: set(map(fingerprint, keys))}) for label, keys in state["seen"].items()},
+                       resume)
+        return cls({label: HourScan.from_json(hour) for label, hour in state.get("hours", {}).items()}, resume)
 
     def to_json(self) -> str:
-        return json.dumps({"seen": self.seen, "resume": self.resume})
+        return json.dumps({"hours": {label: hour.to_json() for label, hour in self.hours.items()},
+                           "resume": self.resume}, separators=(",", ":"))
 
 
-def find_new_arrivals(
-    storage: Storage, scan: ArrivalScan, hours: list[datetime], budget: int = LISTING_BUDGET
-) -> tuple[dict[datetime, list[str]], ArrivalScan]:
+@dataclass
+class Arrivals:
+    """What one look at the arrival folders found."""
+
+    new: dict[datetime, list[str]]  # new raw keys by arrival hour, in key order
+    scan: ArrivalScan  # what to remember for the next look
+    listed: int = 0
+    late: int = 0  # objects that showed up over SETTLE_SECONDS after their modification time: left to etl_catchup
+
+
+def find_new_arrivals(storage: Storage, scan: ArrivalScan, hours: list[datetime],
+                      budget: int = LISTING_BUDGET) -> Arrivals:
     """Raw keys in the given hour folders that `scan` has not seen, and the scan to remember next.
 
-    Remembering every key of the listed hours, rather than a last key or a last-modified time, is what
-    keeps objects that share a second or arrive out of key order from being skipped. Only the listed
-    hours are kept, so the state stays as small as the window. At most `budget` keys are listed per call
-    (on S3, one ListObjectsV2 request per 1,000 keys); the next call carries on from where this one
-    stopped, so an unusually full hour spreads over several ticks instead of outlasting one."""
+    The scan remembers the keys modified in an hour folder in the last SETTLE_SECONDS before the newest
+    one (by fingerprint), and counts the older ones: an object becomes visible within SETTLE_SECONDS of its
+    modification time, so those older ones are all seen. So objects that share a second or arrive out of
+    key order are never skipped, a key is never reported twice, and the state stays the size of ten minutes
+    of arrivals. An object that shows up later than that (a longer upload) is counted as `late` and left to
+    etl_catchup. At most `budget` keys are listed per call (on S3, one ListObjectsV2 request per 1,000
+    keys); the next call carries on from where this one stopped, and only a folder listed whole from its
+    start moves its floor."""
     labels = [hour_label(hour) for hour in hours]
     start, after = 0, ""
     if scan.resume and scan.resume[0] in labels:
         start, after = labels.index(scan.resume[0]), scan.resume[1]
-    seen = {label: scan.seen[label] for label in labels if label in scan.seen}
-    new: dict[datetime, list[str]] = {}
-    listed, resume = 0, None
+    found = Arrivals({}, ArrivalScan({label: scan.hours[label] for label in labels if label in scan.hours}))
     for hour, label in zip(hours[start:], labels[start:]):
-        known = set(seen.get(label, ()))
-        fresh = []
+        state = found.scan.hours.setdefault(label, HourScan())
+        known = set().union(*state.recent.values())
+        fresh, seconds, above = [], [], []  # above: (second, fingerprint) of the keys past the floor
         for item in storage.list(raw_prefix(hour), start_after=after):
-            listed += 1
-            if hour_of_raw_key(item.key) == hour and item.key not in known:
-                fresh.append(item.key)
-                known.add(item.key)
-            if listed >= budget:
-                resume = (label, item.key)
+            found.listed += 1
+            second = int(item.last_modified.timestamp())
+            if hour_of_raw_key(item.key) == hour:
+                seconds.append(second)
+                if second > state.floor:
+                    above.append((second, fingerprint(item.key)))
+                    if above[-1][1] not in known:
+                        fresh.append(item.key)
+                        state.recent.setdefault(second, set()).add(above[-1][1])
+            if found.listed >= budget:
+                found.scan.resume = (label, item.key)
                 break
+        whole = not after and not found.scan.resume
         after = ""
         if fresh:
-            new[hour] = fresh
-        if known:
-            seen[label] = sorted(known)
-        if resume:
+            found.new[hour] = fresh
+        if whole:
+            found.late += max(0, sum(second <= state.floor for second in seconds) - state.below)
+            state.floor = max([state.floor] + [second - SETTLE_SECONDS for second in seconds])
+            state.below = sum(second <= state.floor for second in seconds)
+            state.recent = {}
+            for second, print_ in above:
+                if second > state.floor:
+                    state.recent.setdefault(second, set()).add(print_)
+        if not state.recent and not state.below:
+            del found.scan.hours[label]
+        if found.scan.resume:
             break
-    return new, ArrivalScan(seen, resume)
+    return found

@@ -1,24 +1,31 @@
-"""DuckDB over the ctr table: the `ctr` view of a snapshot, the dashboard aggregates, and bounded scratch
-connections."""
+"""DuckDB over the ctr table: the `ctr` view of a snapshot, the dashboard aggregates, the warehouse file that
+holds them for any DuckDB client, and bounded scratch connections."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import re
+import shutil
 import tempfile
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import resources
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 import duckdb
+from dagster_duckdb import DuckDBResource
 
 from ctr_assets.lake.iceberg import (
     TableLocation,
+    glob_literal,
     load_table,
     read_snapshot_sql,
     snapshot_files,
 )
 from ctr_assets.lake.layout import DASHBOARDS
-from ctr_assets.lake.storage import Storage
+from ctr_assets.lake.storage import Storage, remove_abandoned, staged_file, staged_folder
 from ctr_assets.records.schema import sql_text
 from ctr_assets.settings import CtrSettings
 
@@ -40,6 +47,72 @@ METRIC_VIEWS = ("counted_contacts", "interval_counts", "agent_counts")
 # DuckDB's JSON and Parquet readers need about this much per thread, whatever the size of the data; a
 # smaller memory bound gets fewer threads, not a failed run.
 MEMORY_PER_THREAD_MB = 128
+HOLDER = re.compile(r"Conflicting lock is held in (.+? \(PID \d+\))")  # in DuckDB's lock error
+
+
+class WarehouseBusy(RuntimeError):
+    """Another process holds the warehouse file open read-write; the message names it."""
+
+
+class Warehouse(DuckDBResource):
+    """The DuckDB file `database`, which the pipeline never changes in place: a connection works on a
+    private copy, which replaces the file in one rename when the block ends cleanly. So a client holding
+    the file open read-only never holds up a run (it keeps the version it opened until it opens it again),
+    and nobody sees a half-built file. A client holding it open read-write would lose what it writes to the
+    replaced file: the run then fails at once, naming that process. Runs build one at a time (a lock beside
+    the file, released when its holder ends, however it ends), so none undoes another's refresh."""
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        target = Path(self.database).expanduser().absolute()
+        with _turn(target), staged_folder() as folder:
+            remove_abandoned(target.parent, ours_only=True)
+            _refuse_writers(target)
+            # Built under a name of our own: DuckDB misreads some characters in a path ('?', '\').
+            build = folder / "warehouse.duckdb"
+            if target.is_file() and not target.is_symlink():  # a link is replaced, never followed
+                shutil.copyfile(target, build)
+            connection = duckdb.connect(str(build), config=self.connection_config)
+            try:
+                yield connection
+            finally:
+                connection.close()
+            staged = staged_file(target.parent)
+            try:
+                shutil.copyfile(build, staged)
+                Path(f"{target}.wal").unlink(missing_ok=True)  # left by a writer that died; it would not match
+                os.replace(staged, target)
+            finally:
+                staged.unlink(missing_ok=True)
+
+
+@contextmanager
+def _turn(target: Path) -> Iterator[None]:
+    """Wait for the builders of `target` ahead of this one; the lock ends with its process."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle = os.open(target.parent / f".{target.name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)
+
+
+def _refuse_writers(target: Path) -> None:
+    """Fail at once when another process holds `target` open read-write (DuckDB then refuses even a
+    read-only connection); readers are no obstacle."""
+    if not target.is_file():
+        return
+    try:
+        duckdb.connect(str(target), read_only=True).close()
+    except duckdb.Error as error:
+        if "Could not set lock" not in str(error):
+            return  # a file DuckDB cannot open is replaced all the same
+        holder = HOLDER.search(str(error))
+        raise WarehouseBusy(
+            f"{target} is open read-write in {holder[1] if holder else 'another process'}: close it or open it "
+            "read-only (a read-only client never holds up a run); this run would replace the file under it"
+        ) from None
 
 
 def scratch_connection(memory_mb: int = 1024) -> duckdb.DuckDBPyConnection:
@@ -116,7 +189,7 @@ def read_aggregate(connection: Any, storage: Storage, name: str) -> bool:
     if not storage.exists(key):
         return False
     storage.attach(connection)
-    connection.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_text(storage.uri(key))})")
+    connection.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({sql_text(glob_literal(storage.uri(key)))})")
     return True
 
 
