@@ -27,10 +27,20 @@ MIN_HASH_SECRET_CHARS = 16
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 INTERVAL_MINUTES = (15, 30, 60)  # Connect's historical reports offer 15 and 30 minutes; hours as before
 INTERVAL_RULES = ("disconnect", "enqueue")
+# The user:password@ of a URL (up to the last @ before the path): endpoint and catalog URLs may carry one.
+URL_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s'\"]*@")
+
+
+def redact(text: str) -> str:
+    """`text` with the user name and password of every URL in it replaced by `***`."""
+    return URL_USERINFO.sub(r"\1***@", text)
 
 
 class SettingError(ValueError):
-    """A setting with a value that cannot work; the message names the variable."""
+    """A setting with a value that cannot work; the message names the variable. Never shows a URL's password."""
+
+    def __init__(self, message: str):
+        super().__init__(redact(message))
 
 
 class CtrSettings(dg.ConfigurableResource):

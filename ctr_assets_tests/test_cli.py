@@ -13,14 +13,22 @@ CLI = [str(Path(sys.executable).parent / "ctr-assets")]
 
 
 def cli_environment(env: dict | None = None) -> dict:
-    """This environment without the caller's CTR_* settings and Dagster home, plus `env`."""
+    """This environment without the caller's CTR_* settings and Dagster home, plus `env` (a None value unsets)."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith(("CTR_", "DAGSTER_HOME"))}
     environment.update({"CTR_FIRST_HOUR": "2026-01-01-00:00", **(env or {})})
-    return environment
+    return {key: value for key, value in environment.items() if value is not None}
 
 
 def ctr_assets(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *args], cwd=cwd, env=cli_environment(env), capture_output=True, text=True, timeout=300)
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """The single line a user error prints on standard error (exit code 2)."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("ctr-assets") and "Traceback" not in result.stdout
+    return line
 
 
 def test_simulate_then_run_builds_the_table_and_dashboard_and_a_rerun_changes_nothing(tmp_path):
