@@ -1,6 +1,12 @@
-"""The Dagster definitions: `from ctr_assets.definitions import defs`, configured by `CTR_*` variables."""
+"""The Dagster definitions: `from ctr_assets.definitions import defs`, configured by `CTR_*` variables.
+
+`defs` is built on first use, not on import: the CLI and the API import this module for `build_definitions`
+and build their own from the settings their flags override (a `--storage s3://…` makes CTR_GLUE_DATABASE
+valid), so the CTR_* variables alone must not be judged first.
+"""
 
 
+import functools
 import warnings
 
 import dagster as dg
@@ -65,4 +71,13 @@ def build_definitions(settings: CtrSettings | None = None, storage: Storage | No
     )
 
 
-defs = build_definitions()
+@functools.cache
+def __getattr__(name: str) -> dg.Definitions:
+    if name != "defs":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return build_definitions()
+
+
+def __dir__() -> list[str]:
+    """Dagster finds `defs` by listing this module's names."""
+    return [*globals(), "defs"]

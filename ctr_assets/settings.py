@@ -154,11 +154,13 @@ class CtrSettings(dg.ConfigurableResource):
         if self.s3_endpoint_url and not re.fullmatch(r"https?://[^/\s]+/?", self.s3_endpoint_url):
             raise SettingError(f"CTR_S3_ENDPOINT_URL: {self.s3_endpoint_url!r} is not an http(s)://host[:port] URL")
         if self.sqs_queue_url and not self.is_s3:
-            raise SettingError("CTR_SQS_QUEUE_URL: S3 event notifications need s3:// storage (CTR_STORAGE_URL)")
+            raise SettingError(f"CTR_SQS_QUEUE_URL: S3 event notifications need s3:// storage, and the storage is the "
+                               f"folder {self.storage_url!r}: unset CTR_SQS_QUEUE_URL or use a bucket")
         if self.sqs_queue_url and not re.fullmatch(r"https?://\S+", self.sqs_queue_url):
             raise SettingError(f"CTR_SQS_QUEUE_URL: {self.sqs_queue_url!r} is not a queue URL (https://sqs.…)")
         if self.glue_database and not self.is_s3:
-            raise SettingError("CTR_GLUE_DATABASE: Athena reads the table from S3: it needs s3:// storage (CTR_STORAGE_URL)")
+            raise SettingError(f"CTR_GLUE_DATABASE: Athena reads the table from S3, and the storage is the folder "
+                               f"{self.storage_url!r}: unset CTR_GLUE_DATABASE or use a bucket")
         if self.glue_database and self.catalog_uri:
             raise SettingError("CTR_CATALOG_URI: set it or CTR_GLUE_DATABASE, not both: the table has one catalog")
         if self.catalog_uri and not re.fullmatch(r"[a-z][a-z0-9]*(\+[a-z0-9_]+)?://\S*", self.catalog_uri):

@@ -76,6 +76,22 @@ def test_a_bad_setting_is_one_clear_line_naming_it(tmp_path):
     assert result.stderr.strip().splitlines() == ["ctr-assets: error: CTR_ETL_CRON: 'every hour' is not a valid cron expression"]
 
 
+def test_a_bucket_flag_counts_like_the_setting_and_a_folder_flag_says_what_conflicts(moto, tmp_path):
+    bucket = f"s3://{moto.new_bucket()}/contact-centre"
+    queue = moto.client("sqs").create_queue(QueueName=f"q-{tmp_path.name[-8:]}")["QueueUrl"]
+    env = {"CTR_S3_ENDPOINT_URL": moto.url, "CTR_GLUE_DATABASE": f"connect_{tmp_path.name[-8:]}".lower(),
+           "CTR_SQS_QUEUE_URL": queue}
+    assert ctr_assets("simulate", "--storage", bucket, "--start", "2026-03-02T08", "--hours", "1",
+                      "--contacts-per-hour", "10", cwd=tmp_path, env=env).returncode == 0
+    ran = ctr_assets("run", "--storage", bucket, cwd=tmp_path, env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert int(ran.stdout.split("table:")[1].split()[0]) > 0
+
+    (tmp_path / "folder" / "raw").mkdir(parents=True)
+    line = one_line_error(ctr_assets("run", "--storage", "folder", cwd=tmp_path, env=env))
+    assert line.startswith("ctr-assets: error: CTR_SQS_QUEUE_URL: ") and "'folder'" in line
+
+
 def test_every_command_works_on_a_bucket(s3_settings, monkeypatch, capsys):
     """In this process (the commands above already run as real processes): CTR_S3_ENDPOINT_URL points at moto."""
     bucket = s3_settings.storage_url
