@@ -21,7 +21,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from ctr_assets.definitions import DASHBOARD_JOB, ETL_JOB, build_definitions
+from ctr_assets.definitions import DASHBOARD_JOB, ETL_JOB, build_definitions, covering
 from ctr_assets.defs.assets import CTR, FLATTENED, SCHEMA_FILE, SUMMARY
 from ctr_assets.defs.dashboards import DASHBOARD_FILE
 from ctr_assets.defs.resources import storage_for, table_for
@@ -123,8 +123,9 @@ class _Runner:
     """Runs the definitions' jobs in one instance and gathers what their records say."""
 
     def __init__(self, settings: CtrSettings, instance: dg.DagsterInstance, verbose: bool, say: Callable[[str], None]):
-        self.definitions = build_definitions(settings)
         self.storage = storage_for(settings)
+        self.settings = settings
+        self.definitions = build_definitions(settings, self.storage)
         self.table = table_for(settings, self.storage)
         self.instance = instance
         self.logs = PROGRESS_LOGS if verbose else QUIET_LOGS
@@ -133,6 +134,9 @@ class _Runner:
         release_runs_of_dead_processes(instance)
 
     def run_etl(self, ranges: list[tuple[datetime, datetime]], config: dict) -> None:
+        settings = covering(self.settings, self.storage, [hour for hours in ranges for hour in hours])
+        if settings is not self.settings:
+            self.definitions = build_definitions(settings, self.storage)
         job = self.definitions.resolve_job_def(ETL_JOB)
         for number, (first, last) in enumerate(ranges, start=1):
             self.say(f"[{number}/{len(ranges)}] hours {partition_of_hour(first)} .. {partition_of_hour(last)}")

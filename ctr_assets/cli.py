@@ -10,7 +10,7 @@ from dotenv import load_dotenv
 
 from ctr_assets.lake.layout import FLATFILES, QUARANTINE, RAW, floor_hour
 from ctr_assets.lake.storage import StorageError
-from ctr_assets.settings import DEFAULT_STORAGE_URL, CtrSettings, SettingError
+from ctr_assets.settings import DEFAULT_STORAGE_URL, FIRST_POSSIBLE_HOUR, CtrSettings, SettingError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +36,8 @@ def simulate(args: argparse.Namespace) -> int:
     start = args.start or floor_hour(now) - timedelta(hours=args.hours)
     if start > now:
         raise SettingError(f"--start: {start:%Y-%m-%dT%H} is in the future (UTC now: {now:%Y-%m-%dT%H:%M})")
+    if start < FIRST_POSSIBLE_HOUR:
+        raise SettingError(f"--start: {start:%Y-%m-%dT%H} is before Amazon Connect launched (2017)")
     written = [0]
 
     def write(key: str, data: bytes) -> None:

@@ -8,6 +8,8 @@ valid), so the CTR_* variables alone must not be judged first.
 
 import functools
 import warnings
+from datetime import datetime, timezone
+from typing import Iterable
 
 import dagster as dg
 
@@ -24,9 +26,10 @@ from ctr_assets.defs.automation import build_automation
 from ctr_assets.defs.checks import build_checks
 from ctr_assets.defs.dashboards import DASHBOARD, build_dashboard_assets
 from ctr_assets.defs.resources import storage_for, table_for, warehouse_for
-from ctr_assets.lake.storage import Storage
+from ctr_assets.lake.layout import floor_hour, hour_of_partition, partition_of_hour, raw_prefix
+from ctr_assets.lake.storage import Storage, StorageError
 from ctr_assets.metrics.warehouse import AGGREGATES
-from ctr_assets.settings import CtrSettings
+from ctr_assets.settings import FIRST_POSSIBLE_HOUR, CtrSettings
 
 ETL_JOB = "ctr_etl"
 DASHBOARD_JOB = "ctr_dashboards"
@@ -38,6 +41,26 @@ def hourly_partitions(settings: CtrSettings) -> dg.HourlyPartitionsDefinition:
     """Firehose's arrival-hour folders, in UTC; the current hour is included (end_offset=1) because
     objects land in it while it runs."""
     return dg.HourlyPartitionsDefinition(start_date=settings.first_hour, timezone="UTC", end_offset=1)
+
+
+def covering(settings: CtrSettings, storage: Storage, hours: Iterable[datetime]) -> CtrSettings:
+    """`settings` with partitions that start early enough for every one of `hours` (arrival hours holding
+    raw objects): data in any hour folder since Amazon Connect exists is processed without anyone knowing
+    CTR_FIRST_HOUR. Starting the partitions at the oldest data, not at 2017, keeps their number (which the
+    Dagster UI lists) to the hours a storage really spans. An hour no partition can hold is refused in one
+    line naming its folder, instead of failing a run with Dagster's partition-range invariant."""
+    hours = sorted(hours)
+    if not hours:
+        return settings
+    now = datetime.now(timezone.utc)
+    for hour, problem in ((hours[0], hours[0] < FIRST_POSSIBLE_HOUR and "before Amazon Connect launched (2017)"),
+                          (hours[-1], hours[-1] > floor_hour(now) and f"in the future (UTC now: {now:%Y-%m-%dT%H:%M})")):
+        if problem:
+            raise StorageError(f"{storage.uri(raw_prefix(hour))}: this arrival hour is {problem}: move its objects "
+                               "into the folder of the hour Firehose delivered them in")
+    if hours[0] >= hour_of_partition(settings.first_hour):
+        return settings
+    return settings.model_copy(update={"first_hour": partition_of_hour(hours[0])})
 
 
 # Single-run backfills and pools are what this graph is built on; their "beta" label is noise to users.

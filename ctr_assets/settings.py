@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,6 +28,9 @@ MIN_HASH_SECRET_CHARS = 16
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 INTERVAL_MINUTES = (15, 30, 60)  # Connect's historical reports offer 15 and 30 minutes; hours as before
 INTERVAL_RULES = ("disconnect", "enqueue")
+HOUR_FORMAT = "%Y-%m-%d-%H:%M"  # CTR_FIRST_HOUR, as Dagster names an hourly partition
+# Amazon Connect launched in 2017: no contact record can have arrived in an earlier hour folder.
+FIRST_POSSIBLE_HOUR = datetime(2017, 1, 1, tzinfo=timezone.utc)
 # The user:password@ of a URL (up to the last @ before the path): endpoint and catalog URLs may carry one.
 URL_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s'\"]*@")
 
@@ -66,7 +70,8 @@ class CtrSettings(dg.ConfigurableResource):
         default=2, description="CTR_SENSOR_LOOKBACK_HOURS: arrival-hour folders each sensor tick lists."
     )
     first_hour: str = Field(
-        default="2025-01-01-00:00", description="CTR_FIRST_HOUR: the first hourly partition (UTC)."
+        default="2025-01-01-00:00", description="CTR_FIRST_HOUR: the first hourly partition (UTC), or an earlier "
+        "one where raw/ holds older arrival hours.",
     )
     sqs_queue_url: str = Field(
         default="", description="CTR_SQS_QUEUE_URL: SQS queue receiving the bucket's S3 event notifications; "
@@ -174,6 +179,13 @@ class CtrSettings(dg.ConfigurableResource):
                 raise SettingError(f"{variable}: {name!r}: use lower-case letters, digits and underscores (Athena's rule)")
         if self.kinesis_stream_name and not re.fullmatch(r"[a-zA-Z0-9_.-]{1,128}", self.kinesis_stream_name):
             raise SettingError(f"CTR_KINESIS_STREAM_NAME: {self.kinesis_stream_name!r} is not a Kinesis stream name")
+        try:
+            first_hour = datetime.strptime(self.first_hour, HOUR_FORMAT).replace(tzinfo=timezone.utc)
+        except ValueError:
+            raise SettingError(f"CTR_FIRST_HOUR: {self.first_hour!r} is not an hour YYYY-MM-DD-HH:00 (UTC)") from None
+        if first_hour < FIRST_POSSIBLE_HOUR or first_hour.minute:
+            raise SettingError(f"CTR_FIRST_HOUR: {self.first_hour!r} is not an hour from "
+                               f"{FIRST_POSSIBLE_HOUR:{HOUR_FORMAT}} on (Amazon Connect launched in 2017)")
         if not is_valid_cron_string(self.etl_cron):
             raise SettingError(f"CTR_ETL_CRON: {self.etl_cron!r} is not a valid cron expression")
         if not 60 <= self.sensor_interval_seconds <= 900:

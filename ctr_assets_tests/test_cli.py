@@ -3,10 +3,14 @@
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+import pytest
 
 from ctr_assets.cli import main
 from ctr_assets.defs.resources import storage_for
+from ctr_assets.lake.storage import LocalStorage
 from ctr_assets_tests.helpers import write_sample
 
 CLI = [str(Path(sys.executable).parent / "ctr-assets")]
@@ -74,6 +78,32 @@ def test_a_bad_setting_is_one_clear_line_naming_it(tmp_path):
     result = ctr_assets("run", cwd=tmp_path, env={"CTR_ETL_CRON": "every hour"})
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["ctr-assets: error: CTR_ETL_CRON: 'every hour' is not a valid cron expression"]
+
+
+def test_hours_older_than_the_first_hour_setting_are_processed_without_knowing_it(tmp_path):
+    """Connect exists since 2017; the partitions start where the data does (CTR_FIRST_HOUR is left unset)."""
+    unset = {"CTR_FIRST_HOUR": None}
+    assert ctr_assets("simulate", "--start", "2019-05-01T10", "--hours", "1", "--contacts-per-hour", "20",
+                      cwd=tmp_path, env=unset).returncode == 0
+    result = ctr_assets("run", cwd=tmp_path, env=unset)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "hours 2019-05-01-1" in result.stdout and "FAILED" not in result.stderr
+    first = ctr_assets("query", "SELECT min(_arrived_at)::DATE AS d FROM ctr", cwd=tmp_path, env=unset)
+    assert "2019-05-01" in first.stdout
+
+
+@pytest.mark.parametrize("hour, expected", [
+    (datetime(2016, 12, 31, 23, tzinfo=timezone.utc), "this arrival hour is before Amazon Connect launched (2017)"),
+    (datetime.now(timezone.utc) + timedelta(hours=2), "this arrival hour is in the future"),
+])
+def test_an_arrival_hour_no_partition_can_hold_is_one_line_naming_its_folder(tmp_path, hour, expected):
+    storage = LocalStorage(root=str(tmp_path / "ctr_data"))
+    write_sample(storage, hours=1, contacts_per_hour=5, batch_seconds=3600)
+    folder = f"raw/{hour:%Y/%m/%d/%H}/"
+    storage.write(f"{folder}ctr-stream-1-{hour:%Y-%m-%d-%H-%M-%S}-misplaced", b"{}")
+    line = one_line_error(ctr_assets("run", cwd=tmp_path))
+    assert line.startswith(f"ctr-assets: error: {tmp_path / 'ctr_data'}/{folder}: {expected}")
+    assert line.endswith("move its objects into the folder of the hour Firehose delivered them in")
 
 
 def test_a_bucket_flag_counts_like_the_setting_and_a_folder_flag_says_what_conflicts(moto, tmp_path):
