@@ -26,10 +26,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def simulate(args: argparse.Namespace) -> int:
     """Write sample Firehose objects under raw/ (the original `sampledata` option)."""
-    from ctr_assets.defs.resources import storage_for
+    from ctr_assets.api import open_storage
     from ctr_assets.sample import write_firehose_objects
 
-    storage = storage_for(CtrSettings.from_env(storage_url=args.storage))
     now = datetime.now(timezone.utc)
     # The last complete hours by default; each hour's contacts depend only on the seed and the hour, so another
     # range adds other contacts and the same range writes the same objects again.
@@ -38,6 +37,7 @@ def simulate(args: argparse.Namespace) -> int:
         raise SettingError(f"--start: {start:%Y-%m-%dT%H} is in the future (UTC now: {now:%Y-%m-%dT%H:%M})")
     if start < FIRST_POSSIBLE_HOUR:
         raise SettingError(f"--start: {start:%Y-%m-%dT%H} is before Amazon Connect launched (2017)")
+    storage = open_storage(CtrSettings.from_env(storage_url=args.storage), create=True)
     written = [0]
 
     def write(key: str, data: bytes) -> None:
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     """Process everything pending through Dagster, in this process."""
     from ctr_assets.api import run_pipeline
 
-    return _report(run_pipeline(args.storage, verbose=args.verbose, say=print))
+    return _report(run_pipeline(args.storage, verbose=args.verbose, create=args.create, say=print))
 
 
 def _report(summary) -> int:
@@ -88,7 +88,8 @@ def _report(summary) -> int:
 def status(args: argparse.Namespace) -> int:
     """Counts of what is where: raw, pending, quarantined, table rows and snapshot; and the queue alerts of the
     latest complete interval."""
-    from ctr_assets.defs.resources import storage_for, table_for
+    from ctr_assets.api import open_storage
+    from ctr_assets.defs.resources import table_for
     from ctr_assets.lake.iceberg import load_table
     from ctr_assets.lake.pipeline import pending_raw_keys
     from ctr_assets.metrics.alerts import interval_label, latest_interval
@@ -99,7 +100,7 @@ def status(args: argparse.Namespace) -> int:
     )
 
     settings = CtrSettings.from_env(storage_url=args.storage)
-    storage = storage_for(settings)
+    storage = open_storage(settings)
     table = table_for(settings, storage)
     raw = sum(1 for _ in storage.list(RAW))
     pending = sum(len(keys) for keys in pending_raw_keys(storage, table).values())
@@ -126,12 +127,13 @@ def status(args: argparse.Namespace) -> int:
 
 def query(args: argparse.Namespace) -> int:
     """Run SQL against the `ctr` view (and the aggregate tables, once built), as of now or an earlier snapshot."""
-    from ctr_assets.defs.resources import storage_for, table_for
+    from ctr_assets.api import open_storage
+    from ctr_assets.defs.resources import table_for
     from ctr_assets.lake.iceberg import load_table, snapshot_as_of
     from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
 
     settings = CtrSettings.from_env(storage_url=args.storage)
-    storage = storage_for(settings)
+    storage = open_storage(settings)
     table = table_for(settings, storage)
     try:
         snapshot_id = snapshot_as_of(load_table(table), args.as_of) if args.as_of else None
@@ -147,10 +149,10 @@ def query(args: argparse.Namespace) -> int:
 
 def quarantine_list(args: argparse.Namespace) -> int:
     """What is in quarantine: counts by reason and by raw object, then the items themselves."""
-    from ctr_assets.defs.resources import storage_for
+    from ctr_assets.api import open_storage
     from ctr_assets.lake.quarantine import quarantined_items
 
-    items = quarantined_items(storage_for(CtrSettings.from_env(storage_url=args.storage)), args.reason)
+    items = quarantined_items(open_storage(CtrSettings.from_env(storage_url=args.storage)), args.reason)
     sources = Counter(item.source_key for item in items)
     print(f"{len(items)} quarantined items from {len(sources)} raw objects" + (f" (reason {args.reason})" if args.reason else ""))
     if not items:
@@ -179,12 +181,13 @@ def quarantine_replay(args: argparse.Namespace) -> int:
 
 def migrate(args: argparse.Namespace) -> int:
     """Turn a table of the earlier layout (parquet/ctr/dt=YYYY-MM-DD/ctr.parquet) into the Iceberg table."""
-    from ctr_assets.defs.resources import storage_for, table_for
+    from ctr_assets.api import open_storage
+    from ctr_assets.defs.resources import table_for
     from ctr_assets.lake.migrate import migrate_partition_files
     from ctr_assets.metrics.warehouse import scratch_connection
 
     settings = CtrSettings.from_env(storage_url=args.storage)
-    storage = storage_for(settings)
+    storage = open_storage(settings)
     with closing(scratch_connection()) as connection:
         report = migrate_partition_files(connection, storage, table_for(settings, storage))
     print(report.describe())
@@ -217,14 +220,14 @@ def kinesis(args: argparse.Namespace) -> int:
     """Land a Kinesis data stream in raw/ as Firehose would: one object per pass, every interval with --follow."""
     import time
 
+    from ctr_assets.api import open_storage
     from ctr_assets.aws.clients import AwsClients
     from ctr_assets.aws.kinesis import land
-    from ctr_assets.defs.resources import storage_for
 
     settings = CtrSettings.from_env(storage_url=args.storage, kinesis_stream_name=args.stream)
     if not settings.kinesis_stream_name:
         raise SettingError("CTR_KINESIS_STREAM_NAME: no stream given (set it, or pass --stream)")
-    storage, client = storage_for(settings), AwsClients().client("kinesis")
+    storage, client = open_storage(settings, create=True), AwsClients().client("kinesis")
     while True:
         landing = land(client, storage, settings.kinesis_stream_name)
         print(f"{landing.records} records from {landing.shards} shards" + (f" -> {landing.key}" if landing.key else ""),
@@ -262,6 +265,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ctr-assets", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     storage_help = f"local folder or s3://bucket[/prefix] (default: $CTR_STORAGE_URL, else ./{DEFAULT_STORAGE_URL})"
+    create_help = "start a new storage where --storage points (else one without raw/ is refused, so a typo is caught)"
 
     def command(name: str, handler, help: str, group=commands) -> argparse.ArgumentParser:
         sub = group.add_parser(name, help=help, description=help)
@@ -269,7 +273,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(command=handler)
         return sub
 
-    sim = command("simulate", simulate, "write sample Firehose objects under raw/ (what has arrived by now)")
+    sim = command("simulate", simulate, "write sample Firehose objects under raw/ (what has arrived by now; "
+                  "creates the storage if needed)")
     sim.add_argument("--start", type=_hour,
                      help="first contact hour, YYYY-MM-DDTHH UTC (default: the last HOURS complete hours)")
     sim.add_argument("--hours", type=int, default=6, help="hours of contacts (default: %(default)s)")
@@ -282,6 +287,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="delivery stream name used in object keys (default: %(default)s)")
     run_cmd = command("run", run, "flatten, merge and refresh everything pending, through Dagster")
     run_cmd.add_argument("-v", "--verbose", action="store_true", help="show Dagster's step logs")
+    run_cmd.add_argument("--create", action="store_true", help=create_help)
     command("status", status, "show what is stored, what is pending, and the queue alerts of the latest complete interval")
     query_cmd = command("query", query, "run SQL against the ctr view")
     query_cmd.add_argument("sql")

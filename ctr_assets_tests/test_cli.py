@@ -80,6 +80,18 @@ def test_a_bad_setting_is_one_clear_line_naming_it(tmp_path):
     assert result.stderr.strip().splitlines() == ["ctr-assets: error: CTR_ETL_CRON: 'every hour' is not a valid cron expression"]
 
 
+def test_a_storage_without_raw_is_refused_unless_created_and_nothing_is_created_by_accident(tmp_path):
+    for command in (["run"], ["status"], ["query", "SELECT 1"], ["quarantine", "list"]):
+        line = one_line_error(ctr_assets(*command, "--storage", "typo", cwd=tmp_path))
+        assert f"CTR_STORAGE_URL: {tmp_path / 'typo'} has no raw/ folder" in line and "--create" in line
+    assert not (tmp_path / "typo").exists()
+
+    created = ctr_assets("run", "--storage", "new", "--create", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert "0 raw objects pending" in created.stdout and (tmp_path / "new" / "raw").is_dir()
+    assert ctr_assets("status", "--storage", "new", cwd=tmp_path).returncode == 0
+
+
 def test_hours_older_than_the_first_hour_setting_are_processed_without_knowing_it(tmp_path):
     """Connect exists since 2017; the partitions start where the data does (CTR_FIRST_HOUR is left unset)."""
     unset = {"CTR_FIRST_HOUR": None}
@@ -151,6 +163,16 @@ def test_a_missing_bucket_is_one_clear_line(moto, monkeypatch, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [
         "ctr-assets: error: CTR_STORAGE_URL: bucket 'no-such-bucket' does not exist: check the name, AWS_REGION "
         "and CTR_S3_ENDPOINT_URL"]
+
+
+def test_a_bucket_prefix_without_raw_objects_or_table_is_refused_unless_created(s3_settings, monkeypatch, capsys):
+    typo = s3_settings.storage_url + "-typo"
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert main(["run", "--storage", typo]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"ctr-assets: error: CTR_STORAGE_URL: {typo}/raw/ holds no objects and {typo} no table: "
+                    "check --storage (or CTR_STORAGE_URL), or pass --create to start there")
+    assert main(["run", "--storage", typo, "--create"]) == 0
 
 
 def test_a_permission_missing_inside_a_dagster_run_is_one_line_naming_it(s3_settings, moto, monkeypatch, capsys):
