@@ -1,6 +1,11 @@
-"""`ctr-assets`: simulate Firehose deliveries, run the pipeline, look at the result."""
+"""`ctr-assets`: simulate Firehose deliveries, run the pipeline, look at the result.
+
+Every mistake a user can make on the command line (an argument, a setting, a storage, a path, the SQL of
+`query`) ends with one line on standard error and exit code 2, never a stack trace.
+"""
 
 import argparse
+import re
 import sys
 from collections import Counter
 from contextlib import closing
@@ -10,18 +15,34 @@ from dotenv import load_dotenv
 
 from ctr_assets.lake.layout import FLATFILES, QUARANTINE, RAW, floor_hour
 from ctr_assets.lake.storage import StorageError
-from ctr_assets.settings import DEFAULT_STORAGE_URL, FIRST_POSSIBLE_HOUR, CtrSettings, SettingError
+from ctr_assets.settings import (
+    DEFAULT_STORAGE_URL,
+    FIRST_POSSIBLE_HOUR,
+    CtrSettings,
+    SettingError,
+)
+
+# Firehose's rule for delivery stream names, which become part of every object key.
+STREAM_NAME = re.compile(r"[a-zA-Z0-9_.-]{1,64}")
 
 
 def main(argv: list[str] | None = None) -> int:
     load_dotenv()
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
         return args.command(args)
     except (SettingError, StorageError) as error:
-        print(f"ctr-assets: error: {error}", file=sys.stderr)
-        return 2
+        return _error(str(error))
+    except OSError as error:  # a path given by a flag or a setting: missing, a file, not writable
+        return _error(f"{error.filename}: {error.strerror}" if error.filename else str(error))
+    except KeyboardInterrupt:
+        print("ctr-assets: interrupted", file=sys.stderr)
+        return 130
+
+
+def _error(message: str) -> int:
+    print(f"ctr-assets: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
 
 
 def simulate(args: argparse.Namespace) -> int:
@@ -44,7 +65,7 @@ def simulate(args: argparse.Namespace) -> int:
         storage.write(key, data)
         written[0] += 1
         if written[0] % 100 == 0:
-            print(f"  {written[0]} objects written", file=sys.stderr)
+            print(f"  {written[0]} objects written", file=sys.stderr, flush=True)
 
     stats = write_firehose_objects(write, start, args.hours, args.contacts_per_hour, seed=args.seed, stream=args.stream,
                                    until=now)
@@ -127,6 +148,8 @@ def status(args: argparse.Namespace) -> int:
 
 def query(args: argparse.Namespace) -> int:
     """Run SQL against the `ctr` view (and the aggregate tables, once built), as of now or an earlier snapshot."""
+    import duckdb
+
     from ctr_assets.api import open_storage
     from ctr_assets.defs.resources import table_for
     from ctr_assets.lake.iceberg import load_table, snapshot_as_of
@@ -143,8 +166,19 @@ def query(args: argparse.Namespace) -> int:
         if not refresh_ctr_view(connection, storage, table, snapshot_id):
             print("the ctr table has no data yet: run `ctr-assets run` first", file=sys.stderr)
             return 1
-        connection.sql(args.sql).show(max_rows=args.limit)
+        try:
+            relation = connection.sql(args.sql)
+            if relation is not None:  # a statement without a result (SET, CREATE ...) has nothing to show
+                relation.show(max_rows=args.limit)
+        except duckdb.Error as error:
+            raise SettingError(f"SQL: {_sql_error(error)}") from None
     return 0
+
+
+def _sql_error(error: Exception) -> str:
+    """DuckDB's message without the lines that point at the SQL's position (the user sees their SQL)."""
+    lines = [line.strip() for line in str(error).splitlines()]
+    return " ".join(line for line in lines if line and not line.startswith("LINE ") and set(line) != {"^"})
 
 
 def quarantine_list(args: argparse.Namespace) -> int:
@@ -261,8 +295,37 @@ def _hour(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"expected YYYY-MM-DDTHH (UTC), got {text!r}") from None
 
 
+def _whole(minimum: int, maximum: int | None = None):
+    """An argument type: a whole number within bounds."""
+    def whole(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            number = None
+        if number is None or number < minimum or (maximum is not None and number > maximum):
+            bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+            raise argparse.ArgumentTypeError(f"expected a whole number {bounds}, got {text!r}")
+        return number
+
+    return whole
+
+
+def _stream_name(text: str) -> str:
+    if not STREAM_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected a delivery stream name (1-64 letters, digits, '_', '.', '-'), "
+                                         f"got {text!r}")
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, like every other error of this command (it prints the usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ctr-assets", description=__doc__)
+    parser = _Parser(prog="ctr-assets", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     storage_help = f"local folder or s3://bucket[/prefix] (default: $CTR_STORAGE_URL, else ./{DEFAULT_STORAGE_URL})"
     create_help = "start a new storage where --storage points (else one without raw/ is refused, so a typo is caught)"
@@ -277,13 +340,13 @@ def _parser() -> argparse.ArgumentParser:
                   "creates the storage if needed)")
     sim.add_argument("--start", type=_hour,
                      help="first contact hour, YYYY-MM-DDTHH UTC (default: the last HOURS complete hours)")
-    sim.add_argument("--hours", type=int, default=6, help="hours of contacts (default: %(default)s)")
-    sim.add_argument("--contacts-per-hour", type=int, default=200,
+    sim.add_argument("--hours", type=_whole(1), default=6, help="hours of contacts (default: %(default)s)")
+    sim.add_argument("--contacts-per-hour", type=_whole(1), default=200,
                      help="initial contacts per hour; transfers, callbacks and surveys add more (default: %(default)s)")
     sim.add_argument("--seed", type=int, default=0,
                      help="another seed, another contact centre; each hour's contacts follow from the seed and "
                           "the hour (default: %(default)s)")
-    sim.add_argument("--stream", default="ctr-stream",
+    sim.add_argument("--stream", type=_stream_name, default="ctr-stream",
                      help="delivery stream name used in object keys (default: %(default)s)")
     run_cmd = command("run", run, "flatten, merge and refresh everything pending, through Dagster")
     run_cmd.add_argument("-v", "--verbose", action="store_true", help="show Dagster's step logs")
@@ -291,14 +354,14 @@ def _parser() -> argparse.ArgumentParser:
     command("status", status, "show what is stored, what is pending, and the queue alerts of the latest complete interval")
     query_cmd = command("query", query, "run SQL against the ctr view")
     query_cmd.add_argument("sql")
-    query_cmd.add_argument("--limit", type=int, default=40, help="rows to print")
+    query_cmd.add_argument("--limit", type=_whole(1), default=40, help="rows to print (default: %(default)s)")
     query_cmd.add_argument("--as-of", help="read an earlier snapshot: its id, or a UTC time (2026-03-02T08:00:00)")
     quarantine = commands.add_parser("quarantine", help="list quarantined items, or replay them after a fix",
                                      description="list quarantined items, or replay them after a fix")
     quarantine_commands = quarantine.add_subparsers(required=True, metavar="ACTION")
     listing = command("list", quarantine_list, "counts by reason and raw object, then the items",
                       quarantine_commands)
-    listing.add_argument("--limit", type=int, default=50, help="items to print")
+    listing.add_argument("--limit", type=_whole(0), default=50, help="items to print (default: %(default)s)")
     replaying = command("replay", quarantine_replay, "rerun items through the current record logic and "
                         "merge the ones that now pass (safe to repeat)", quarantine_commands)
     for sub in (listing, replaying):
@@ -306,7 +369,7 @@ def _parser() -> argparse.ArgumentParser:
     replaying.add_argument("-v", "--verbose", action="store_true", help="show Dagster's step logs")
     command("migrate", migrate, "turn a table of the earlier dt= Parquet layout into the Iceberg table")
     ui_cmd = command("ui", ui, "start the Dagster UI (dagster dev) on the instance the CLI uses")
-    ui_cmd.add_argument("--port", type=int, default=3000)
+    ui_cmd.add_argument("--port", type=_whole(1, 65535), default=3000, help="(default: %(default)s)")
     keep = command("retention", retention, "expire flatfiles/ after the retention (an S3 lifecycle rule on a bucket)")
     keep.add_argument("--hours", type=int, help="retention in hours (default: $CTR_FLATFILES_RETENTION_HOURS, else 24)")
     stream = command("kinesis", kinesis, "land a Kinesis data stream in raw/ as Firehose would")

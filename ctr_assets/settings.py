@@ -154,6 +154,8 @@ class CtrSettings(dg.ConfigurableResource):
         return settings
 
     def validate_values(self) -> None:
+        if not self.storage_url.strip():
+            raise SettingError("CTR_STORAGE_URL: empty; give a folder or s3://bucket[/prefix]")
         if self.is_s3 and not BUCKET_NAME.fullmatch(self.s3_location[0]):
             raise SettingError(f"CTR_STORAGE_URL: {self.storage_url!r} does not name a valid bucket (s3://bucket[/prefix])")
         if self.s3_endpoint_url and not re.fullmatch(r"https?://[^/\s]+/?", self.s3_endpoint_url):

@@ -1,6 +1,7 @@
 """`ctr-assets` as a user runs it: real processes, real folders, a real S3 API."""
 
 import os
+import signal
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -35,6 +36,17 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     return line
 
 
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory) -> Path:
+    """A working directory whose ./ctr_data went through `simulate` and `run` (shared by the tests that only
+    read it)."""
+    folder = tmp_path_factory.mktemp("processed")
+    assert ctr_assets("simulate", "--start", "2026-03-02T08", "--hours", "1", "--contacts-per-hour", "30",
+                      cwd=folder).returncode == 0
+    assert ctr_assets("run", cwd=folder).returncode == 0
+    return folder
+
+
 def test_simulate_then_run_builds_the_table_and_dashboard_and_a_rerun_changes_nothing(tmp_path):
     simulated = ctr_assets("simulate", "--start", "2026-03-02T08", "--hours", "2", "--contacts-per-hour", "30",
                            cwd=tmp_path)
@@ -64,12 +76,10 @@ def test_simulate_then_run_builds_the_table_and_dashboard_and_a_rerun_changes_no
     assert str(rows) in query.stdout
 
 
-def test_the_warehouse_file_serves_the_ctr_view_and_aggregates_to_any_duckdb_client(tmp_path):
+def test_the_warehouse_file_serves_the_ctr_view_and_aggregates_to_any_duckdb_client(processed):
     import duckdb
 
-    ctr_assets("simulate", "--start", "2026-03-02T08", "--hours", "1", "--contacts-per-hour", "30", cwd=tmp_path)
-    assert ctr_assets("run", cwd=tmp_path).returncode == 0
-    with duckdb.connect(str(tmp_path / "ctr_data" / "ctr.duckdb"), read_only=True) as connection:
+    with duckdb.connect(str(processed / "ctr_data" / "ctr.duckdb"), read_only=True) as connection:
         per_agent = dict(connection.sql("SELECT agent_username, contacts FROM contacts_per_agent").fetchall())
         from_view = dict(connection.sql(
             "SELECT agent.username, count(*) FROM ctr WHERE agent.connectedtoagenttimestamp IS NOT NULL "
@@ -79,8 +89,35 @@ def test_the_warehouse_file_serves_the_ctr_view_and_aggregates_to_any_duckdb_cli
 
 def test_a_bad_setting_is_one_clear_line_naming_it(tmp_path):
     result = ctr_assets("run", cwd=tmp_path, env={"CTR_ETL_CRON": "every hour"})
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["ctr-assets: error: CTR_ETL_CRON: 'every hour' is not a valid cron expression"]
+    assert one_line_error(result) == "ctr-assets: error: CTR_ETL_CRON: 'every hour' is not a valid cron expression"
+
+
+@pytest.mark.parametrize("args, env, expected", [
+    (["simulate", "--hours", "-1"], {}, "argument --hours: expected a whole number of at least 1, got '-1'"),
+    (["simulate", "--contacts-per-hour", "0"], {}, "argument --contacts-per-hour: expected a whole number"),
+    (["simulate", "--start", "yesterday"], {}, "argument --start: expected YYYY-MM-DDTHH (UTC)"),
+    (["simulate", "--start", "2016-06-01T10"], {}, "--start: 2016-06-01T10 is before Amazon Connect launched"),
+    (["simulate", "--stream", "a/../b"], {}, "argument --stream: expected a delivery stream name"),
+    (["run", "--storage", "a-file"], {}, "a-file is a file, not a storage folder"),
+    (["run", "--storage", ""], {}, "CTR_STORAGE_URL: empty"),
+    (["run", "--verbose", "--bogus"], {}, "unrecognized arguments: --bogus"),
+    (["query"], {}, "the following arguments are required: sql"),
+    (["ui", "--port", "70000"], {}, "argument --port: expected a whole number from 1 to 65535"),
+    (["run"], {"CTR_FIRST_HOUR": "2026-03-02 08:00"}, "CTR_FIRST_HOUR: '2026-03-02 08:00' is not an hour"),
+    (["run"], {"CTR_DUCKDB_PATH": "a-file/ctr.duckdb"}, "a-file: File exists"),
+])
+def test_every_user_error_is_one_line_and_exit_code_2(tmp_path, args, env, expected):
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "ctr_data" / "raw").mkdir(parents=True)
+    assert expected in one_line_error(ctr_assets(*args, cwd=tmp_path, env=env))
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("SELEC 1", 'ctr-assets: error: SQL: Parser Error: syntax error at or near "SELEC"'),
+    ("SELECT * FROM no_such_table", "ctr-assets: error: SQL: Catalog Error: Table with name no_such_table does not exist!"),
+])
+def test_sql_errors_in_query_are_one_line(processed, sql, expected):
+    assert one_line_error(ctr_assets("query", sql, cwd=processed)).startswith(expected)
 
 
 def test_a_storage_without_raw_is_refused_unless_created_and_nothing_is_created_by_accident(tmp_path):
@@ -119,6 +156,15 @@ def test_an_arrival_hour_no_partition_can_hold_is_one_line_naming_its_folder(tmp
     line = one_line_error(ctr_assets("run", cwd=tmp_path))
     assert line.startswith(f"ctr-assets: error: {tmp_path / 'ctr_data'}/{folder}: {expected}")
     assert line.endswith("move its objects into the folder of the hour Firehose delivered them in")
+
+
+def test_an_interrupt_is_one_line_and_exit_code_130(tmp_path):
+    process = subprocess.Popen([*CLI, "simulate", "--hours", "48", "--contacts-per-hour", "400"], cwd=tmp_path,
+                               env=cli_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "objects written" in process.stderr.readline()
+    process.send_signal(signal.SIGINT)
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 130 and errors.strip().splitlines() == ["ctr-assets: interrupted"]
 
 
 def test_a_bucket_flag_counts_like_the_setting_and_a_folder_flag_says_what_conflicts(moto, tmp_path):
