@@ -21,15 +21,15 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from ctr_assets.definitions import DASHBOARD_JOB, ETL_JOB, build_definitions
+from ctr_assets.definitions import DASHBOARD_JOB, ETL_JOB, build_definitions, covering
 from ctr_assets.defs.assets import CTR, FLATTENED, SCHEMA_FILE, SUMMARY
 from ctr_assets.defs.dashboards import DASHBOARD_FILE
 from ctr_assets.defs.resources import storage_for, table_for
 from ctr_assets.lake.iceberg import load_table
-from ctr_assets.lake.layout import partition_of_hour
+from ctr_assets.lake.layout import RAW, partition_of_hour
 from ctr_assets.lake.pipeline import pending_raw_keys
 from ctr_assets.lake.quarantine import quarantined_hours
-from ctr_assets.lake.storage import StorageError
+from ctr_assets.lake.storage import Storage, StorageError
 from ctr_assets.settings import CtrSettings
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
@@ -77,21 +77,44 @@ class PipelineSummary:
         return not self.failed_checks and not self.failed_runs
 
 
+def open_storage(settings: CtrSettings, create: bool = False) -> Storage:
+    """The storage the settings name, once it is known to exist: a mistyped --storage must not pass for an
+    empty storage (or, on a folder, silently become one). It exists when a folder has raw/ in it, or when a
+    bucket prefix holds raw objects or the table (S3 has no folders). `create` starts an empty one there."""
+    storage = storage_for(settings)
+    if settings.is_s3:
+        if not create and load_table(table_for(settings, storage)) is None and next(storage.list(RAW), None) is None:
+            raise StorageError(f"CTR_STORAGE_URL: {storage.uri(RAW)} holds no objects and {storage.url} no table: "
+                               "check --storage (or CTR_STORAGE_URL), or pass --create to start there")
+        return storage
+    root = Path(storage.url)
+    if root.exists() and not root.is_dir():
+        raise StorageError(f"CTR_STORAGE_URL: {root} is a file, not a storage folder: check --storage (or CTR_STORAGE_URL)")
+    if not (root / RAW).is_dir():
+        if not create:
+            raise StorageError(f"CTR_STORAGE_URL: {root} has no {RAW} folder: check --storage (or CTR_STORAGE_URL), "
+                               "or pass --create to start a storage there")
+        (root / RAW).mkdir(parents=True)
+    return storage
+
+
 def run_pipeline(
     storage_url: str | None = None,
     *,
     settings: CtrSettings | None = None,
     instance: dg.DagsterInstance | None = None,
     verbose: bool = False,
+    create: bool = False,
     say: Callable[[str], None] = lambda line: None,
 ) -> PipelineSummary:
     """Flatten and merge every arrival hour with raw objects not yet in the table, then refresh the catalog,
     aggregates and dashboard, all through Dagster in this process. Safe to repeat: a second call finds
     nothing pending and changes nothing. A storage problem inside a run is raised as the StorageError it
     was, so callers see the same one line whether it happened before a run or in one. `settings` replaces
-    the CTR_* variables (and `storage_url`) when given."""
+    the CTR_* variables (and `storage_url`) when given; a storage that does not exist is refused unless
+    `create`."""
     settings = settings or CtrSettings.from_env(storage_url=storage_url)
-    runner = _Runner(settings, instance or persistent_instance(), verbose, say)
+    runner = _Runner(settings, instance or persistent_instance(), verbose, create, say)
     pending = pending_raw_keys(runner.storage, runner.table)
     ranges = backlog_range(list(pending))
     say(f"{sum(map(len, pending.values()))} raw objects pending in {len(pending)} arrival hours "
@@ -112,7 +135,7 @@ def replay_quarantine(
     """Rerun quarantined items (those of `reason`, when given) through the current record rules, as ETL runs
     over the hours holding them: what now passes reaches the table and the dashboards."""
     settings = settings or CtrSettings.from_env(storage_url=storage_url)
-    runner = _Runner(settings, instance or persistent_instance(), verbose, say)
+    runner = _Runner(settings, instance or persistent_instance(), verbose, False, say)
     ranges = backlog_range(quarantined_hours(runner.storage, reason))
     config = {"ops": {FLATTENED.path[-1]: {"config": {"replay_quarantine": True, "replay_reason": reason or ""}}}}
     runner.run_etl(ranges, config)
@@ -122,9 +145,11 @@ def replay_quarantine(
 class _Runner:
     """Runs the definitions' jobs in one instance and gathers what their records say."""
 
-    def __init__(self, settings: CtrSettings, instance: dg.DagsterInstance, verbose: bool, say: Callable[[str], None]):
-        self.definitions = build_definitions(settings)
-        self.storage = storage_for(settings)
+    def __init__(self, settings: CtrSettings, instance: dg.DagsterInstance, verbose: bool, create: bool,
+                 say: Callable[[str], None]):
+        self.storage = open_storage(settings, create)
+        self.settings = settings
+        self.definitions = build_definitions(settings, self.storage)
         self.table = table_for(settings, self.storage)
         self.instance = instance
         self.logs = PROGRESS_LOGS if verbose else QUIET_LOGS
@@ -133,6 +158,9 @@ class _Runner:
         release_runs_of_dead_processes(instance)
 
     def run_etl(self, ranges: list[tuple[datetime, datetime]], config: dict) -> None:
+        settings = covering(self.settings, self.storage, [hour for hours in ranges for hour in hours])
+        if settings is not self.settings:
+            self.definitions = build_definitions(settings, self.storage)
         job = self.definitions.resolve_job_def(ETL_JOB)
         for number, (first, last) in enumerate(ranges, start=1):
             self.say(f"[{number}/{len(ranges)}] hours {partition_of_hour(first)} .. {partition_of_hour(last)}")

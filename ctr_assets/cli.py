@@ -1,6 +1,11 @@
-"""`ctr-assets`: simulate Firehose deliveries, run the pipeline, look at the result."""
+"""`ctr-assets`: simulate Firehose deliveries, run the pipeline, look at the result.
+
+Every mistake a user can make on the command line (an argument, a setting, a storage, a path, the SQL of
+`query`) ends with one line on standard error and exit code 2, never a stack trace.
+"""
 
 import argparse
+import re
 import sys
 from collections import Counter
 from contextlib import closing
@@ -10,39 +15,57 @@ from dotenv import load_dotenv
 
 from ctr_assets.lake.layout import FLATFILES, QUARANTINE, RAW, floor_hour
 from ctr_assets.lake.storage import StorageError
-from ctr_assets.settings import DEFAULT_STORAGE_URL, CtrSettings, SettingError
+from ctr_assets.settings import (
+    DEFAULT_STORAGE_URL,
+    FIRST_POSSIBLE_HOUR,
+    CtrSettings,
+    SettingError,
+)
+
+# Firehose's rule for delivery stream names, which become part of every object key.
+STREAM_NAME = re.compile(r"[a-zA-Z0-9_.-]{1,64}")
 
 
 def main(argv: list[str] | None = None) -> int:
     load_dotenv()
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
         return args.command(args)
     except (SettingError, StorageError) as error:
-        print(f"ctr-assets: error: {error}", file=sys.stderr)
-        return 2
+        return _error(str(error))
+    except OSError as error:  # a path given by a flag or a setting: missing, a file, not writable
+        return _error(f"{error.filename}: {error.strerror}" if error.filename else str(error))
+    except KeyboardInterrupt:
+        print("ctr-assets: interrupted", file=sys.stderr)
+        return 130
+
+
+def _error(message: str) -> int:
+    print(f"ctr-assets: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
 
 
 def simulate(args: argparse.Namespace) -> int:
     """Write sample Firehose objects under raw/ (the original `sampledata` option)."""
-    from ctr_assets.defs.resources import storage_for
+    from ctr_assets.api import open_storage
     from ctr_assets.sample import write_firehose_objects
 
-    storage = storage_for(CtrSettings.from_env(storage_url=args.storage))
     now = datetime.now(timezone.utc)
     # The last complete hours by default; each hour's contacts depend only on the seed and the hour, so another
     # range adds other contacts and the same range writes the same objects again.
     start = args.start or floor_hour(now) - timedelta(hours=args.hours)
     if start > now:
         raise SettingError(f"--start: {start:%Y-%m-%dT%H} is in the future (UTC now: {now:%Y-%m-%dT%H:%M})")
+    if start < FIRST_POSSIBLE_HOUR:
+        raise SettingError(f"--start: {start:%Y-%m-%dT%H} is before Amazon Connect launched (2017)")
+    storage = open_storage(CtrSettings.from_env(storage_url=args.storage), create=True)
     written = [0]
 
     def write(key: str, data: bytes) -> None:
         storage.write(key, data)
         written[0] += 1
         if written[0] % 100 == 0:
-            print(f"  {written[0]} objects written", file=sys.stderr)
+            print(f"  {written[0]} objects written", file=sys.stderr, flush=True)
 
     stats = write_firehose_objects(write, start, args.hours, args.contacts_per_hour, seed=args.seed, stream=args.stream,
                                    until=now)
@@ -56,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     """Process everything pending through Dagster, in this process."""
     from ctr_assets.api import run_pipeline
 
-    return _report(run_pipeline(args.storage, verbose=args.verbose, say=print))
+    return _report(run_pipeline(args.storage, verbose=args.verbose, create=args.create, say=print))
 
 
 def _report(summary) -> int:
@@ -86,7 +109,8 @@ def _report(summary) -> int:
 def status(args: argparse.Namespace) -> int:
     """Counts of what is where: raw, pending, quarantined, table rows and snapshot; and the queue alerts of the
     latest complete interval."""
-    from ctr_assets.defs.resources import storage_for, table_for
+    from ctr_assets.api import open_storage
+    from ctr_assets.defs.resources import table_for
     from ctr_assets.lake.iceberg import load_table
     from ctr_assets.lake.pipeline import pending_raw_keys, set_aside_objects
     from ctr_assets.metrics.alerts import interval_label, latest_interval
@@ -97,7 +121,7 @@ def status(args: argparse.Namespace) -> int:
     )
 
     settings = CtrSettings.from_env(storage_url=args.storage)
-    storage = storage_for(settings)
+    storage = open_storage(settings)
     table = table_for(settings, storage)
     raw = sum(1 for _ in storage.list(RAW))
     pending = sum(len(keys) for keys in pending_raw_keys(storage, table).values())
@@ -128,12 +152,15 @@ def status(args: argparse.Namespace) -> int:
 
 def query(args: argparse.Namespace) -> int:
     """Run SQL against the `ctr` view (and the aggregate tables, once built), as of now or an earlier snapshot."""
-    from ctr_assets.defs.resources import storage_for, table_for
+    import duckdb
+
+    from ctr_assets.api import open_storage
+    from ctr_assets.defs.resources import table_for
     from ctr_assets.lake.iceberg import load_table, snapshot_as_of
     from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
 
     settings = CtrSettings.from_env(storage_url=args.storage)
-    storage = storage_for(settings)
+    storage = open_storage(settings)
     table = table_for(settings, storage)
     try:
         snapshot_id = snapshot_as_of(load_table(table), args.as_of) if args.as_of else None
@@ -143,16 +170,27 @@ def query(args: argparse.Namespace) -> int:
         if not refresh_ctr_view(connection, storage, table, snapshot_id):
             print("the ctr table has no data yet: run `ctr-assets run` first", file=sys.stderr)
             return 1
-        connection.sql(args.sql).show(max_rows=args.limit)
+        try:
+            relation = connection.sql(args.sql)
+            if relation is not None:  # a statement without a result (SET, CREATE ...) has nothing to show
+                relation.show(max_rows=args.limit)
+        except duckdb.Error as error:
+            raise SettingError(f"SQL: {_sql_error(error)}") from None
     return 0
+
+
+def _sql_error(error: Exception) -> str:
+    """DuckDB's message without the lines that point at the SQL's position (the user sees their SQL)."""
+    lines = [line.strip() for line in str(error).splitlines()]
+    return " ".join(line for line in lines if line and not line.startswith("LINE ") and set(line) != {"^"})
 
 
 def quarantine_list(args: argparse.Namespace) -> int:
     """What is in quarantine: counts by reason and by raw object, then the items themselves."""
-    from ctr_assets.defs.resources import storage_for
+    from ctr_assets.api import open_storage
     from ctr_assets.lake.quarantine import quarantined_items
 
-    items = quarantined_items(storage_for(CtrSettings.from_env(storage_url=args.storage)), args.reason)
+    items = quarantined_items(open_storage(CtrSettings.from_env(storage_url=args.storage)), args.reason)
     sources = Counter(item.source_key for item in items)
     print(f"{len(items)} quarantined items from {len(sources)} raw objects" + (f" (reason {args.reason})" if args.reason else ""))
     if not items:
@@ -181,12 +219,13 @@ def quarantine_replay(args: argparse.Namespace) -> int:
 
 def migrate(args: argparse.Namespace) -> int:
     """Turn a table of the earlier layout (parquet/ctr/dt=YYYY-MM-DD/ctr.parquet) into the Iceberg table."""
-    from ctr_assets.defs.resources import storage_for, table_for
+    from ctr_assets.api import open_storage
+    from ctr_assets.defs.resources import table_for
     from ctr_assets.lake.migrate import migrate_partition_files
     from ctr_assets.metrics.warehouse import scratch_connection
 
     settings = CtrSettings.from_env(storage_url=args.storage)
-    storage = storage_for(settings)
+    storage = open_storage(settings)
     with closing(scratch_connection()) as connection:
         report = migrate_partition_files(connection, storage, table_for(settings, storage))
     print(report.describe())
@@ -219,14 +258,14 @@ def kinesis(args: argparse.Namespace) -> int:
     """Land a Kinesis data stream in raw/ as Firehose would: one object per pass, every interval with --follow."""
     import time
 
+    from ctr_assets.api import open_storage
     from ctr_assets.aws.clients import AwsClients
     from ctr_assets.aws.kinesis import land
-    from ctr_assets.defs.resources import storage_for
 
     settings = CtrSettings.from_env(storage_url=args.storage, kinesis_stream_name=args.stream)
     if not settings.kinesis_stream_name:
         raise SettingError("CTR_KINESIS_STREAM_NAME: no stream given (set it, or pass --stream)")
-    storage, client = storage_for(settings), AwsClients().client("kinesis")
+    storage, client = open_storage(settings, create=True), AwsClients().client("kinesis")
     while True:
         landing = land(client, storage, settings.kinesis_stream_name)
         print(f"{landing.records} records from {landing.shards} shards" + (f" -> {landing.key}" if landing.key else ""),
@@ -260,10 +299,40 @@ def _hour(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"expected YYYY-MM-DDTHH (UTC), got {text!r}") from None
 
 
+def _whole(minimum: int, maximum: int | None = None):
+    """An argument type: a whole number within bounds."""
+    def whole(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            number = None
+        if number is None or number < minimum or (maximum is not None and number > maximum):
+            bounds = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+            raise argparse.ArgumentTypeError(f"expected a whole number {bounds}, got {text!r}")
+        return number
+
+    return whole
+
+
+def _stream_name(text: str) -> str:
+    if not STREAM_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected a delivery stream name (1-64 letters, digits, '_', '.', '-'), "
+                                         f"got {text!r}")
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, like every other error of this command (it prints the usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ctr-assets", description=__doc__)
+    parser = _Parser(prog="ctr-assets", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     storage_help = f"local folder or s3://bucket[/prefix] (default: $CTR_STORAGE_URL, else ./{DEFAULT_STORAGE_URL})"
+    create_help = "start a new storage where --storage points (else one without raw/ is refused, so a typo is caught)"
 
     def command(name: str, handler, help: str, group=commands) -> argparse.ArgumentParser:
         sub = group.add_parser(name, help=help, description=help)
@@ -271,30 +340,32 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(command=handler)
         return sub
 
-    sim = command("simulate", simulate, "write sample Firehose objects under raw/ (what has arrived by now)")
+    sim = command("simulate", simulate, "write sample Firehose objects under raw/ (what has arrived by now; "
+                  "creates the storage if needed)")
     sim.add_argument("--start", type=_hour,
                      help="first contact hour, YYYY-MM-DDTHH UTC (default: the last HOURS complete hours)")
-    sim.add_argument("--hours", type=int, default=6, help="hours of contacts (default: %(default)s)")
-    sim.add_argument("--contacts-per-hour", type=int, default=200,
+    sim.add_argument("--hours", type=_whole(1), default=6, help="hours of contacts (default: %(default)s)")
+    sim.add_argument("--contacts-per-hour", type=_whole(1), default=200,
                      help="initial contacts per hour; transfers, callbacks and surveys add more (default: %(default)s)")
     sim.add_argument("--seed", type=int, default=0,
                      help="another seed, another contact centre; each hour's contacts follow from the seed and "
                           "the hour (default: %(default)s)")
-    sim.add_argument("--stream", default="ctr-stream",
+    sim.add_argument("--stream", type=_stream_name, default="ctr-stream",
                      help="delivery stream name used in object keys (default: %(default)s)")
     run_cmd = command("run", run, "flatten, merge and refresh everything pending, through Dagster")
     run_cmd.add_argument("-v", "--verbose", action="store_true", help="show Dagster's step logs")
+    run_cmd.add_argument("--create", action="store_true", help=create_help)
     command("status", status, "show what is stored, what is pending, and the queue alerts of the latest complete interval")
     query_cmd = command("query", query, "run SQL against the ctr view")
     query_cmd.add_argument("sql")
-    query_cmd.add_argument("--limit", type=int, default=40, help="rows to print")
+    query_cmd.add_argument("--limit", type=_whole(1), default=40, help="rows to print (default: %(default)s)")
     query_cmd.add_argument("--as-of", help="read an earlier snapshot: its id, or a UTC time (2026-03-02T08:00:00)")
     quarantine = commands.add_parser("quarantine", help="list quarantined items, or replay them after a fix",
                                      description="list quarantined items, or replay them after a fix")
     quarantine_commands = quarantine.add_subparsers(required=True, metavar="ACTION")
     listing = command("list", quarantine_list, "counts by reason and raw object, then the items",
                       quarantine_commands)
-    listing.add_argument("--limit", type=int, default=50, help="items to print")
+    listing.add_argument("--limit", type=_whole(0), default=50, help="items to print (default: %(default)s)")
     replaying = command("replay", quarantine_replay, "rerun items through the current record logic and "
                         "merge the ones that now pass (safe to repeat)", quarantine_commands)
     for sub in (listing, replaying):
@@ -302,7 +373,7 @@ def _parser() -> argparse.ArgumentParser:
     replaying.add_argument("-v", "--verbose", action="store_true", help="show Dagster's step logs")
     command("migrate", migrate, "turn a table of the earlier dt= Parquet layout into the Iceberg table")
     ui_cmd = command("ui", ui, "start the Dagster UI (dagster dev) on the instance the CLI uses")
-    ui_cmd.add_argument("--port", type=int, default=3000)
+    ui_cmd.add_argument("--port", type=_whole(1, 65535), default=3000, help="(default: %(default)s)")
     keep = command("retention", retention, "expire flatfiles/ after the retention (an S3 lifecycle rule on a bucket)")
     keep.add_argument("--hours", type=int, help="retention in hours (default: $CTR_FLATFILES_RETENTION_HOURS, else 24)")
     stream = command("kinesis", kinesis, "land a Kinesis data stream in raw/ as Firehose would")

@@ -1,7 +1,15 @@
-"""The Dagster definitions: `from ctr_assets.definitions import defs`, configured by `CTR_*` variables."""
+"""The Dagster definitions: `from ctr_assets.definitions import defs`, configured by `CTR_*` variables.
+
+`defs` is built on first use, not on import: the CLI and the API import this module for `build_definitions`
+and build their own from the settings their flags override (a `--storage s3://…` makes CTR_GLUE_DATABASE
+valid), so the CTR_* variables alone must not be judged first.
+"""
 
 
+import functools
 import warnings
+from datetime import datetime, timezone
+from typing import Iterable
 
 import dagster as dg
 
@@ -18,9 +26,10 @@ from ctr_assets.defs.automation import build_automation
 from ctr_assets.defs.checks import build_checks
 from ctr_assets.defs.dashboards import DASHBOARD, build_dashboard_assets
 from ctr_assets.defs.resources import storage_for, table_for, warehouse_for
-from ctr_assets.lake.storage import Storage
+from ctr_assets.lake.layout import floor_hour, hour_of_partition, partition_of_hour, raw_prefix
+from ctr_assets.lake.storage import Storage, StorageError
 from ctr_assets.metrics.warehouse import AGGREGATES
-from ctr_assets.settings import CtrSettings
+from ctr_assets.settings import FIRST_POSSIBLE_HOUR, CtrSettings
 
 ETL_JOB = "ctr_etl"
 DASHBOARD_JOB = "ctr_dashboards"
@@ -32,6 +41,26 @@ def hourly_partitions(settings: CtrSettings) -> dg.HourlyPartitionsDefinition:
     """Firehose's arrival-hour folders, in UTC; the current hour is included (end_offset=1) because
     objects land in it while it runs."""
     return dg.HourlyPartitionsDefinition(start_date=settings.first_hour, timezone="UTC", end_offset=1)
+
+
+def covering(settings: CtrSettings, storage: Storage, hours: Iterable[datetime]) -> CtrSettings:
+    """`settings` with partitions that start early enough for every one of `hours` (arrival hours holding
+    raw objects): data in any hour folder since Amazon Connect exists is processed without anyone knowing
+    CTR_FIRST_HOUR. Starting the partitions at the oldest data, not at 2017, keeps their number (which the
+    Dagster UI lists) to the hours a storage really spans. An hour no partition can hold is refused in one
+    line naming its folder, instead of failing a run with Dagster's partition-range invariant."""
+    hours = sorted(hours)
+    if not hours:
+        return settings
+    now = datetime.now(timezone.utc)
+    for hour, problem in ((hours[0], hours[0] < FIRST_POSSIBLE_HOUR and "before Amazon Connect launched (2017)"),
+                          (hours[-1], hours[-1] > floor_hour(now) and f"in the future (UTC now: {now:%Y-%m-%dT%H:%M})")):
+        if problem:
+            raise StorageError(f"{storage.uri(raw_prefix(hour))}: this arrival hour is {problem}: move its objects "
+                               "into the folder of the hour Firehose delivered them in")
+    if hours[0] >= hour_of_partition(settings.first_hour):
+        return settings
+    return settings.model_copy(update={"first_hour": partition_of_hour(hours[0])})
 
 
 # Single-run backfills and pools are what this graph is built on; their "beta" label is noise to users.
@@ -65,4 +94,13 @@ def build_definitions(settings: CtrSettings | None = None, storage: Storage | No
     )
 
 
-defs = build_definitions()
+@functools.cache
+def __getattr__(name: str) -> dg.Definitions:
+    if name != "defs":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return build_definitions()
+
+
+def __dir__() -> list[str]:
+    """Dagster finds `defs` by listing this module's names."""
+    return [*globals(), "defs"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,10 +28,23 @@ MIN_HASH_SECRET_CHARS = 16
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 INTERVAL_MINUTES = (15, 30, 60)  # Connect's historical reports offer 15 and 30 minutes; hours as before
 INTERVAL_RULES = ("disconnect", "enqueue")
+HOUR_FORMAT = "%Y-%m-%d-%H:%M"  # CTR_FIRST_HOUR, as Dagster names an hourly partition
+# Amazon Connect launched in 2017: no contact record can have arrived in an earlier hour folder.
+FIRST_POSSIBLE_HOUR = datetime(2017, 1, 1, tzinfo=timezone.utc)
+# The user:password@ of a URL (up to the last @ before the path): endpoint and catalog URLs may carry one.
+URL_USERINFO = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#\s'\"]*@")
+
+
+def redact(text: str) -> str:
+    """`text` with the user name and password of every URL in it replaced by `***`."""
+    return URL_USERINFO.sub(r"\1***@", text)
 
 
 class SettingError(ValueError):
-    """A setting with a value that cannot work; the message names the variable."""
+    """A setting with a value that cannot work; the message names the variable. Never shows a URL's password."""
+
+    def __init__(self, message: str):
+        super().__init__(redact(message))
 
 
 class CtrSettings(dg.ConfigurableResource):
@@ -56,7 +70,8 @@ class CtrSettings(dg.ConfigurableResource):
         default=2, description="CTR_SENSOR_LOOKBACK_HOURS: arrival-hour folders each sensor tick lists."
     )
     first_hour: str = Field(
-        default="2025-01-01-00:00", description="CTR_FIRST_HOUR: the first hourly partition (UTC)."
+        default="2025-01-01-00:00", description="CTR_FIRST_HOUR: the first hourly partition (UTC), or an earlier "
+        "one where raw/ holds older arrival hours.",
     )
     sqs_queue_url: str = Field(
         default="", description="CTR_SQS_QUEUE_URL: SQS queue receiving the bucket's S3 event notifications; "
@@ -143,6 +158,8 @@ class CtrSettings(dg.ConfigurableResource):
         return settings
 
     def validate_values(self) -> None:
+        if not self.storage_url.strip():
+            raise SettingError("CTR_STORAGE_URL: empty; give a folder or s3://bucket[/prefix]")
         if self.is_s3 and not BUCKET_NAME.fullmatch(self.s3_location[0]):
             raise SettingError(f"CTR_STORAGE_URL: {self.storage_url!r} does not name a valid bucket (s3://bucket[/prefix])")
         if self.is_s3 and re.search(r"[?#]", self.storage_url):
@@ -152,11 +169,13 @@ class CtrSettings(dg.ConfigurableResource):
         if self.s3_endpoint_url and not re.fullmatch(r"https?://[^/\s]+/?", self.s3_endpoint_url):
             raise SettingError(f"CTR_S3_ENDPOINT_URL: {self.s3_endpoint_url!r} is not an http(s)://host[:port] URL")
         if self.sqs_queue_url and not self.is_s3:
-            raise SettingError("CTR_SQS_QUEUE_URL: S3 event notifications need s3:// storage (CTR_STORAGE_URL)")
+            raise SettingError(f"CTR_SQS_QUEUE_URL: S3 event notifications need s3:// storage, and the storage is the "
+                               f"folder {self.storage_url!r}: unset CTR_SQS_QUEUE_URL or use a bucket")
         if self.sqs_queue_url and not re.fullmatch(r"https?://\S+", self.sqs_queue_url):
             raise SettingError(f"CTR_SQS_QUEUE_URL: {self.sqs_queue_url!r} is not a queue URL (https://sqs.…)")
         if self.glue_database and not self.is_s3:
-            raise SettingError("CTR_GLUE_DATABASE: Athena reads the table from S3: it needs s3:// storage (CTR_STORAGE_URL)")
+            raise SettingError(f"CTR_GLUE_DATABASE: Athena reads the table from S3, and the storage is the folder "
+                               f"{self.storage_url!r}: unset CTR_GLUE_DATABASE or use a bucket")
         if self.glue_database and self.catalog_uri:
             raise SettingError("CTR_CATALOG_URI: set it or CTR_GLUE_DATABASE, not both: the table has one catalog")
         if self.catalog_uri and not re.fullmatch(r"[a-z][a-z0-9]*(\+[a-z0-9_]+)?://\S*", self.catalog_uri):
@@ -170,6 +189,13 @@ class CtrSettings(dg.ConfigurableResource):
                 raise SettingError(f"{variable}: {name!r}: use lower-case letters, digits and underscores (Athena's rule)")
         if self.kinesis_stream_name and not re.fullmatch(r"[a-zA-Z0-9_.-]{1,128}", self.kinesis_stream_name):
             raise SettingError(f"CTR_KINESIS_STREAM_NAME: {self.kinesis_stream_name!r} is not a Kinesis stream name")
+        try:
+            first_hour = datetime.strptime(self.first_hour, HOUR_FORMAT).replace(tzinfo=timezone.utc)
+        except ValueError:
+            raise SettingError(f"CTR_FIRST_HOUR: {self.first_hour!r} is not an hour YYYY-MM-DD-HH:00 (UTC)") from None
+        if first_hour < FIRST_POSSIBLE_HOUR or first_hour.minute:
+            raise SettingError(f"CTR_FIRST_HOUR: {self.first_hour!r} is not an hour from "
+                               f"{FIRST_POSSIBLE_HOUR:{HOUR_FORMAT}} on (Amazon Connect launched in 2017)")
         if not is_valid_cron_string(self.etl_cron):
             raise SettingError(f"CTR_ETL_CRON: {self.etl_cron!r} is not a valid cron expression")
         if not 60 <= self.sensor_interval_seconds <= 900:

@@ -1,26 +1,50 @@
 """`ctr-assets` as a user runs it: real processes, real folders, a real S3 API."""
 
 import os
+import signal
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+import pytest
 
 from ctr_assets.cli import main
 from ctr_assets.defs.resources import storage_for
+from ctr_assets.lake.storage import LocalStorage
 from ctr_assets_tests.helpers import write_sample
 
 CLI = [str(Path(sys.executable).parent / "ctr-assets")]
 
 
 def cli_environment(env: dict | None = None) -> dict:
-    """This environment without the caller's CTR_* settings and Dagster home, plus `env`."""
+    """This environment without the caller's CTR_* settings and Dagster home, plus `env` (a None value unsets)."""
     environment = {key: value for key, value in os.environ.items() if not key.startswith(("CTR_", "DAGSTER_HOME"))}
     environment.update({"CTR_FIRST_HOUR": "2026-01-01-00:00", **(env or {})})
-    return environment
+    return {key: value for key, value in environment.items() if value is not None}
 
 
 def ctr_assets(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *args], cwd=cwd, env=cli_environment(env), capture_output=True, text=True, timeout=300)
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    """The single line a user error prints on standard error (exit code 2)."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("ctr-assets") and "Traceback" not in result.stdout
+    return line
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory) -> Path:
+    """A working directory whose ./ctr_data went through `simulate` and `run` (shared by the tests that only
+    read it)."""
+    folder = tmp_path_factory.mktemp("processed")
+    assert ctr_assets("simulate", "--start", "2026-03-02T08", "--hours", "1", "--contacts-per-hour", "30",
+                      cwd=folder).returncode == 0
+    assert ctr_assets("run", cwd=folder).returncode == 0
+    return folder
 
 
 def test_simulate_then_run_builds_the_table_and_dashboard_and_a_rerun_changes_nothing(tmp_path):
@@ -35,13 +59,16 @@ def test_simulate_then_run_builds_the_table_and_dashboard_and_a_rerun_changes_no
     assert rows > 0
     assert (tmp_path / "ctr_data" / "dashboards" / "index.html").is_file()
     assert (tmp_path / "ctr_data" / "ctr.duckdb").is_file()
-    table = sorted((tmp_path / "ctr_data" / "parquet" / "ctr").glob("dt=*/ctr.parquet"))
-    before = [path.read_bytes() for path in table]
+    table = sorted((tmp_path / "ctr_data" / "parquet" / "ctr").rglob("*"))
+    before = {path: path.read_bytes() for path in table if path.is_file()}
+    assert any(path.suffix == ".parquet" for path in before)
 
     second = ctr_assets("run", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert "0 raw objects pending" in second.stdout and f"table:     {rows} rows" in second.stdout
-    assert [path.read_bytes() for path in table] == before
+    after = {path: path.read_bytes() for path in sorted((tmp_path / "ctr_data" / "parquet" / "ctr").rglob("*"))
+             if path.is_file()}
+    assert after == before
 
     status = ctr_assets("status", cwd=tmp_path)
     assert "(0 pending)" in status.stdout and f"table rows:   {rows}" in status.stdout
@@ -49,12 +76,10 @@ def test_simulate_then_run_builds_the_table_and_dashboard_and_a_rerun_changes_no
     assert str(rows) in query.stdout
 
 
-def test_the_warehouse_file_serves_the_ctr_view_and_aggregates_to_any_duckdb_client(tmp_path):
+def test_the_warehouse_file_serves_the_ctr_view_and_aggregates_to_any_duckdb_client(processed):
     import duckdb
 
-    ctr_assets("simulate", "--start", "2026-03-02T08", "--hours", "1", "--contacts-per-hour", "30", cwd=tmp_path)
-    assert ctr_assets("run", cwd=tmp_path).returncode == 0
-    with duckdb.connect(str(tmp_path / "ctr_data" / "ctr.duckdb"), read_only=True) as connection:
+    with duckdb.connect(str(processed / "ctr_data" / "ctr.duckdb"), read_only=True) as connection:
         per_agent = dict(connection.sql("SELECT agent_username, contacts FROM contacts_per_agent").fetchall())
         from_view = dict(connection.sql(
             "SELECT agent.username, count(*) FROM ctr WHERE agent.connectedtoagenttimestamp IS NOT NULL "
@@ -64,8 +89,98 @@ def test_the_warehouse_file_serves_the_ctr_view_and_aggregates_to_any_duckdb_cli
 
 def test_a_bad_setting_is_one_clear_line_naming_it(tmp_path):
     result = ctr_assets("run", cwd=tmp_path, env={"CTR_ETL_CRON": "every hour"})
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["ctr-assets: error: CTR_ETL_CRON: 'every hour' is not a valid cron expression"]
+    assert one_line_error(result) == "ctr-assets: error: CTR_ETL_CRON: 'every hour' is not a valid cron expression"
+
+
+@pytest.mark.parametrize("args, env, expected", [
+    (["simulate", "--hours", "-1"], {}, "argument --hours: expected a whole number of at least 1, got '-1'"),
+    (["simulate", "--contacts-per-hour", "0"], {}, "argument --contacts-per-hour: expected a whole number"),
+    (["simulate", "--start", "yesterday"], {}, "argument --start: expected YYYY-MM-DDTHH (UTC)"),
+    (["simulate", "--start", "2016-06-01T10"], {}, "--start: 2016-06-01T10 is before Amazon Connect launched"),
+    (["simulate", "--stream", "a/../b"], {}, "argument --stream: expected a delivery stream name"),
+    (["run", "--storage", "a-file"], {}, "a-file is a file, not a storage folder"),
+    (["run", "--storage", ""], {}, "CTR_STORAGE_URL: empty"),
+    (["run", "--verbose", "--bogus"], {}, "unrecognized arguments: --bogus"),
+    (["query"], {}, "the following arguments are required: sql"),
+    (["ui", "--port", "70000"], {}, "argument --port: expected a whole number from 1 to 65535"),
+    (["run"], {"CTR_FIRST_HOUR": "2026-03-02 08:00"}, "CTR_FIRST_HOUR: '2026-03-02 08:00' is not an hour"),
+    (["run"], {"CTR_DUCKDB_PATH": "a-file/ctr.duckdb"}, "a-file: File exists"),
+])
+def test_every_user_error_is_one_line_and_exit_code_2(tmp_path, args, env, expected):
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "ctr_data" / "raw").mkdir(parents=True)
+    assert expected in one_line_error(ctr_assets(*args, cwd=tmp_path, env=env))
+
+
+@pytest.mark.parametrize("sql, expected", [
+    ("SELEC 1", 'ctr-assets: error: SQL: Parser Error: syntax error at or near "SELEC"'),
+    ("SELECT * FROM no_such_table", "ctr-assets: error: SQL: Catalog Error: Table with name no_such_table does not exist!"),
+])
+def test_sql_errors_in_query_are_one_line(processed, sql, expected):
+    assert one_line_error(ctr_assets("query", sql, cwd=processed)).startswith(expected)
+
+
+def test_a_storage_without_raw_is_refused_unless_created_and_nothing_is_created_by_accident(tmp_path):
+    for command in (["run"], ["status"], ["query", "SELECT 1"], ["quarantine", "list"]):
+        line = one_line_error(ctr_assets(*command, "--storage", "typo", cwd=tmp_path))
+        assert f"CTR_STORAGE_URL: {tmp_path / 'typo'} has no raw/ folder" in line and "--create" in line
+    assert not (tmp_path / "typo").exists()
+
+    created = ctr_assets("run", "--storage", "new", "--create", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert "0 raw objects pending" in created.stdout and (tmp_path / "new" / "raw").is_dir()
+    assert ctr_assets("status", "--storage", "new", cwd=tmp_path).returncode == 0
+
+
+def test_hours_older_than_the_first_hour_setting_are_processed_without_knowing_it(tmp_path):
+    """Connect exists since 2017; the partitions start where the data does (CTR_FIRST_HOUR is left unset)."""
+    unset = {"CTR_FIRST_HOUR": None}
+    assert ctr_assets("simulate", "--start", "2019-05-01T10", "--hours", "1", "--contacts-per-hour", "20",
+                      cwd=tmp_path, env=unset).returncode == 0
+    result = ctr_assets("run", cwd=tmp_path, env=unset)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "hours 2019-05-01-1" in result.stdout and "FAILED" not in result.stderr
+    first = ctr_assets("query", "SELECT min(_arrived_at)::DATE AS d FROM ctr", cwd=tmp_path, env=unset)
+    assert "2019-05-01" in first.stdout
+
+
+@pytest.mark.parametrize("hour, expected", [
+    (datetime(2016, 12, 31, 23, tzinfo=timezone.utc), "this arrival hour is before Amazon Connect launched (2017)"),
+    (datetime.now(timezone.utc) + timedelta(hours=2), "this arrival hour is in the future"),
+])
+def test_an_arrival_hour_no_partition_can_hold_is_one_line_naming_its_folder(tmp_path, hour, expected):
+    storage = LocalStorage(root=str(tmp_path / "ctr_data"))
+    write_sample(storage, hours=1, contacts_per_hour=5, batch_seconds=3600)
+    folder = f"raw/{hour:%Y/%m/%d/%H}/"
+    storage.write(f"{folder}ctr-stream-1-{hour:%Y-%m-%d-%H-%M-%S}-misplaced", b"{}")
+    line = one_line_error(ctr_assets("run", cwd=tmp_path))
+    assert line.startswith(f"ctr-assets: error: {tmp_path / 'ctr_data'}/{folder}: {expected}")
+    assert line.endswith("move its objects into the folder of the hour Firehose delivered them in")
+
+
+def test_an_interrupt_is_one_line_and_exit_code_130(tmp_path):
+    process = subprocess.Popen([*CLI, "simulate", "--hours", "48", "--contacts-per-hour", "400"], cwd=tmp_path,
+                               env=cli_environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "objects written" in process.stderr.readline()
+    process.send_signal(signal.SIGINT)
+    _, errors = process.communicate(timeout=60)
+    assert process.returncode == 130 and errors.strip().splitlines() == ["ctr-assets: interrupted"]
+
+
+def test_a_bucket_flag_counts_like_the_setting_and_a_folder_flag_says_what_conflicts(moto, tmp_path):
+    bucket = f"s3://{moto.new_bucket()}/contact-centre"
+    queue = moto.client("sqs").create_queue(QueueName=f"q-{tmp_path.name[-8:]}")["QueueUrl"]
+    env = {"CTR_S3_ENDPOINT_URL": moto.url, "CTR_GLUE_DATABASE": f"connect_{tmp_path.name[-8:]}".lower(),
+           "CTR_SQS_QUEUE_URL": queue}
+    assert ctr_assets("simulate", "--storage", bucket, "--start", "2026-03-02T08", "--hours", "1",
+                      "--contacts-per-hour", "10", cwd=tmp_path, env=env).returncode == 0
+    ran = ctr_assets("run", "--storage", bucket, cwd=tmp_path, env=env)
+    assert ran.returncode == 0, ran.stderr
+    assert int(ran.stdout.split("table:")[1].split()[0]) > 0
+
+    (tmp_path / "folder" / "raw").mkdir(parents=True)
+    line = one_line_error(ctr_assets("run", "--storage", "folder", cwd=tmp_path, env=env))
+    assert line.startswith("ctr-assets: error: CTR_SQS_QUEUE_URL: ") and "'folder'" in line
 
 
 def test_every_command_works_on_a_bucket(s3_settings, monkeypatch, capsys):
@@ -97,6 +212,16 @@ def test_a_missing_bucket_is_one_clear_line(moto, monkeypatch, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [
         "ctr-assets: error: CTR_STORAGE_URL: bucket 'no-such-bucket' does not exist: check the name, AWS_REGION "
         "and CTR_S3_ENDPOINT_URL"]
+
+
+def test_a_bucket_prefix_without_raw_objects_or_table_is_refused_unless_created(s3_settings, monkeypatch, capsys):
+    typo = s3_settings.storage_url + "-typo"
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    assert main(["run", "--storage", typo]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"ctr-assets: error: CTR_STORAGE_URL: {typo}/raw/ holds no objects and {typo} no table: "
+                    "check --storage (or CTR_STORAGE_URL), or pass --create to start there")
+    assert main(["run", "--storage", typo, "--create"]) == 0
 
 
 def test_a_permission_missing_inside_a_dagster_run_is_one_line_naming_it(s3_settings, moto, monkeypatch, capsys):

@@ -7,6 +7,7 @@ instance roles), so a deployment configures AWS the way every other AWS tool is 
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Any, Iterator
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ from botocore.exceptions import (
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
+from botocore.exceptions import ProxyConnectionError
 from dagster_aws.utils import (
     ResourceWithBoto3Configuration,
     construct_boto_client_retry_config,
@@ -30,6 +32,7 @@ from dagster_aws.utils import (
 from pydantic import PrivateAttr
 
 from ctr_assets.lake.storage import StorageError
+from ctr_assets.settings import redact
 
 CREDENTIALS = "AWS credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, or the role)"
 REJECTED_CREDENTIALS = {
@@ -42,6 +45,11 @@ MISSING = {
     "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "ResourceNotFoundException",
     "EntityNotFoundException",
 }
+AWS_DOMAINS = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
+# Besides the setting a caller names, boto3 takes an endpoint from these (the S3 storage's CTR_S3_ENDPOINT_URL
+# wins over them when set).
+STANDARD_ENDPOINT_VARIABLES = {"CTR_S3_ENDPOINT_URL": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")}
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
 
 
 class AwsClients(ResourceWithBoto3Configuration):
@@ -81,14 +89,17 @@ def aws_errors(setting: str, resource: str, permission: str, endpoint_setting: s
 
 
 def explain(error: Exception, setting: str, resource: str, permission: str, endpoint_setting: str) -> str:
+    """One line naming what to check; no URL's password ever shows in it."""
+    return redact(_explain(error, setting, resource, permission, endpoint_setting))
+
+
+def _explain(error: Exception, setting: str, resource: str, permission: str, endpoint_setting: str) -> str:
     if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
         return f"{CREDENTIALS}: none found for {resource}; configure them as for the AWS CLI"
     if isinstance(error, NoRegionError):
         return f"AWS_REGION: no region configured for {resource}; set AWS_REGION (or AWS_DEFAULT_REGION)"
     if isinstance(error, BotoConnectionError):
-        url = urlsplit(getattr(error, "kwargs", {}).get("endpoint_url", ""))
-        endpoint = f"{url.scheme}://{url.netloc}" if url.netloc else "the endpoint"
-        return f"{endpoint_setting}: cannot reach {endpoint} for {resource}: check the URL and that the service is up"
+        return _unreachable(error, resource, endpoint_setting)
     if not isinstance(error, ClientError):
         return f"{resource}: {type(error).__name__}: {error}"
     code = str(error.response.get("Error", {}).get("Code", ""))
@@ -106,3 +117,31 @@ def explain(error: Exception, setting: str, resource: str, permission: str, endp
         return (f"{CREDENTIALS}: access denied to {resource}: the identity needs {permission} on it "
                 "(see README, Run on AWS)")
     return f"{resource}: {permission} failed ({code}: {message})"
+
+
+def _unreachable(error: BotoConnectionError, resource: str, endpoint_setting: str) -> str:
+    """Name what was tried: the proxy, or the endpoint and the variable that chose it; no variable when none
+    did (AWS's own endpoint, or one given in code)."""
+    if isinstance(error, ProxyConnectionError):
+        proxy = urlsplit(error.kwargs.get("proxy_url", ""))
+        chosen = next((name for name in PROXY_VARIABLES if _same_host(os.environ.get(name, ""), proxy)), "the proxy")
+        return f"{chosen}: cannot reach the proxy {proxy.scheme}://{proxy.netloc} for {resource}"
+    url = urlsplit(error.kwargs.get("endpoint_url", ""))
+    endpoint = f"{url.scheme}://{url.netloc}"
+    variables = (endpoint_setting, *STANDARD_ENDPOINT_VARIABLES.get(endpoint_setting, ("AWS_ENDPOINT_URL",)))
+    chosen = next((name for name in variables if _same_host(os.environ.get(name, ""), url)), None)
+    if chosen:
+        return f"{chosen}: cannot reach {endpoint} for {resource}: check the URL and that the service is up"
+    if (url.hostname or "").endswith(AWS_DOMAINS):
+        return (f"cannot reach AWS's endpoint {endpoint} for {resource}: check the network and AWS_REGION "
+                f"({endpoint_setting} is not set; it is for S3-compatible stores)")
+    return f"cannot reach {endpoint} for {resource}: check the endpoint URL and that the service is up"
+
+
+def _same_host(configured: str, tried) -> bool:
+    """`configured` (a variable's URL) is where `tried` went: the same port and host, or a bucket's
+    virtual host below it."""
+    configured_url = urlsplit(configured)
+    host = configured_url.hostname
+    return bool(host) and configured_url.port == tried.port and (
+        tried.hostname == host or (tried.hostname or "").endswith(f".{host}"))
