@@ -1,4 +1,5 @@
-"""Build the typed resources from the settings: the storage, the ctr table's catalog, the DuckDB warehouse."""
+"""Build the typed resources from the settings: the storage, the ctr table's catalog, the DuckDB warehouse,
+Athena."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
 from sqlalchemy.engine import URL
 
+from ctr_assets.aws.athena import RESULTS_PREFIX, AthenaEngine
+from ctr_assets.aws.clients import AwsClients
 from ctr_assets.aws.s3 import S3Storage
 from ctr_assets.lake.iceberg import GLUE, TableLocation
 from ctr_assets.lake.layout import ICEBERG_CATALOG, TABLE_PREFIX
@@ -47,3 +50,11 @@ def warehouse_for(settings: CtrSettings) -> DuckDBResource:
     path = Path(settings.warehouse_path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     return DuckDBResource(database=str(path))
+
+
+def athena_for(settings: CtrSettings, storage: Storage, aws: AwsClients) -> AthenaEngine:
+    """Athena as CTR_ATHENA_* configure it; its query results go to athena/results/ in the bucket unless
+    CTR_ATHENA_OUTPUT_LOCATION says otherwise. Only used with CTR_MERGE_ENGINE=athena."""
+    output = settings.athena_output_location or (storage.uri(RESULTS_PREFIX) if settings.is_s3 else "")
+    return AthenaEngine(aws=aws, workgroup=settings.athena_workgroup, output_location=output,
+                        merge_window_days=settings.athena_merge_window_days, price_per_tb=settings.athena_price_per_tb)
