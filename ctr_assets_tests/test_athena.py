@@ -17,16 +17,20 @@ from ctr_assets.aws.athena import (
     cost_estimate,
 )
 from ctr_assets.aws.clients import AwsClients
+from ctr_assets.definitions import ETL_JOB, MAINTENANCE_JOB, build_definitions
+from ctr_assets.defs.assets import FLATTENED
+from ctr_assets.defs.checks import TABLE_RULES
 from ctr_assets.defs.resources import athena_for, storage_for, table_for
-from ctr_assets.lake.iceberg import iceberg_schema_of, load_catalog, load_table, schema_tree
-from ctr_assets.lake.layout import MERGED
-from ctr_assets.lake.merge_into import ATHENA, merge_statement, scope
+from ctr_assets.lake.iceberg import create_table, iceberg_schema_of, load_catalog, load_table, schema_tree
+from ctr_assets.lake.layout import MERGED, partition_of_hour
+from ctr_assets.lake.merge_into import ATHENA, merge_statement, scope, table_rules_statement
 from ctr_assets.lake.pipeline import flatten_hours, merge_hours, pending_raw_keys
 from ctr_assets.lake.storage import StorageError
 from ctr_assets.metrics.warehouse import scratch_connection
 from ctr_assets.settings import CtrSettings, SettingError
 from ctr_assets_tests.conftest import REGION
 from ctr_assets_tests.helpers import SAMPLE_START, ctr_record, firehose_object, raw_key, settings_for
+from ctr_assets_tests.test_checks import run_table_rules
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -236,6 +240,53 @@ def test_a_batch_that_changes_nothing_runs_no_merge(athena_settings, moto):
     assert (result.rows_inserted, result.rows_updated, result.snapshot_id) == (0, 0, None)
 
 
+def test_the_ctr_asset_reports_its_athena_queries_and_the_table_rules_wait_for_upkeep(athena_settings, moto):
+    storage = storage_for(athena_settings)
+    storage.write(raw_key(HOUR), firehose_object(ctr_record("a", HOUR), ctr_record("b", HOUR)))
+    athena_results(moto, changes_result(("2026-03-02", None, 2)))
+    moto.athena_outcomes({"data_scanned": 1_000}, {"data_scanned": 50 * 2**20})
+    definitions = build_definitions(athena_settings)
+
+    result = definitions.resolve_job_def(ETL_JOB).execute_in_process(partition_key=partition_of_hour(HOUR))
+
+    (materialization,) = result.asset_materializations_for_node("ctr")
+    metadata = materialization.metadata
+    queries = metadata["athena query ids"].value
+    assert [(query["purpose"], query["state"]) for query in queries] == [("count changes", "SUCCEEDED"),
+                                                                          ("merge", "SUCCEEDED")]
+    assert metadata["athena data scanned (bytes)"].value == 1_000 + 50 * 2**20
+    assert metadata["athena cost estimate (USD)"].value == round((10 + 50) / 2**20 * 5.0, 6)
+    assert metadata["rows inserted"].value == 2
+    started = [execution(moto, query["query_id"]) for query in queries]
+    assert all(query["ResultConfiguration"]["OutputLocation"].startswith(storage.uri("athena/results/"))
+               for query in started)
+    assert {evaluation.asset_key for evaluation in result.get_asset_check_evaluations()} == {FLATTENED}
+    upkeep = definitions.resolve_job_def(MAINTENANCE_JOB)
+    assert {key.name for key in upkeep.asset_layer.asset_graph.asset_check_keys} == set(TABLE_RULES)
+
+
+def test_the_table_rules_run_as_one_athena_query(athena_settings, moto):
+    storage = storage_for(athena_settings)
+    location = table_for(athena_settings, storage)
+    create_table(location, {"contactid": "VARCHAR", "initiationtimestamp": "TIMESTAMP"})
+    athena_results(moto, (["rule", "contactid", "violations"], [
+        ("contactid_unique", "twice", 2), (None, None, 5), ("contactid_unique", "twice", 2),
+        ("timestamps_ordered", "disconnected_first", 1)]))
+    moto.athena_outcomes({"data_scanned": 70 * 2**20})
+
+    result = run_table_rules(athena_settings, storage)
+
+    found = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert not result.success  # contactid_unique is blocking
+    assert {name: (e.passed, e.metadata["violations"].value, e.metadata["sample contactids"].value,
+                   e.metadata["rows"].value) for name, e in found.items()} == {
+        "contactid_unique": (False, 2, ["twice", "twice"], 5),
+        "timestamps_ordered": (False, 1, ["disconnected_first"], 5),
+        "durations_non_negative": (True, 0, [], 5)}
+    (query,) = found["contactid_unique"].metadata["athena query ids"].value
+    rules = {name: sql for name, (_, _, sql) in TABLE_RULES.items()}
+    assert execution(moto, query["query_id"])["Query"] == table_rules_statement(f"{location.namespace}.ctr", rules)
+    assert query["data_scanned_bytes"] == 70 * 2**20
 
 
 def test_upkeep_runs_optimize_and_vacuum_keeps_what_expiring_snapshots_merged_and_drops_abandoned_batches(
