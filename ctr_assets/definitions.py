@@ -34,6 +34,13 @@ def hourly_partitions(settings: CtrSettings) -> dg.HourlyPartitionsDefinition:
     return dg.HourlyPartitionsDefinition(start_date=settings.first_hour, timezone="UTC", end_offset=1)
 
 
+def backfill_policy(settings: CtrSettings) -> dg.BackfillPolicy:
+    """One run per backfill (on one machine its flatten uses every core), or runs of
+    CTR_BACKFILL_HOURS_PER_RUN hours that a cluster runs side by side; the merges queue in the ctr_table pool."""
+    hours = settings.backfill_hours_per_run
+    return dg.BackfillPolicy.multi_run(hours) if hours else dg.BackfillPolicy.single_run()
+
+
 # Single-run backfills and pools are what this graph is built on; their "beta" label is noise to users.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
@@ -59,7 +66,7 @@ def build_definitions(settings: CtrSettings | None = None, storage: Storage | No
     storage = storage or storage_for(settings)
     aws = AwsClients()
     return dg.Definitions(
-        assets=build_assets(partitions) + build_dashboard_assets(),
+        assets=build_assets(partitions, backfill_policy(settings)) + build_dashboard_assets(),
         asset_checks=build_checks(),
         jobs=[etl_job, dashboard_job, freshness_job, maintenance_job],
         sensors=sensors,

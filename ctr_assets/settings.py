@@ -139,6 +139,10 @@ class CtrSettings(dg.ConfigurableResource):
         default=5.0, description="CTR_ATHENA_PRICE_PER_TB: USD per TB scanned in the workgroup's region, for the "
         "cost estimates in the metadata.",
     )
+    backfill_hours_per_run: int = Field(
+        default=0, description="CTR_BACKFILL_HOURS_PER_RUN: a backfill of many hours runs as runs of this many "
+        "hours each, in parallel as far as the run launcher allows (merges still one at a time); 0: one run.",
+    )
     phone_numbers: str = Field(
         default="keep",
         description="CTR_PHONE_NUMBERS: keep, mask or hash customer phone numbers before they reach "
@@ -228,6 +232,8 @@ class CtrSettings(dg.ConfigurableResource):
             raise SettingError("CTR_ATHENA_MERGE_WINDOW_DAYS: must not be negative")
         if self.athena_price_per_tb < 0:
             raise SettingError("CTR_ATHENA_PRICE_PER_TB: must not be negative")
+        if self.backfill_hours_per_run < 0:
+            raise SettingError("CTR_BACKFILL_HOURS_PER_RUN: must not be negative (0 means one run per backfill)")
         if self.phone_numbers not in MODES:
             raise SettingError(f"CTR_PHONE_NUMBERS: {self.phone_numbers!r} is not one of {', '.join(MODES)}")
 

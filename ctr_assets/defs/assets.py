@@ -50,9 +50,9 @@ class FlattenConfig(dg.Config):
     replay_reason: str = ""  # with replay_quarantine: only the items quarantined for this reason
 
 
-def build_assets(partitions: dg.PartitionsDefinition) -> list:
-    """Every asset of the graph but the dashboards, on the hourly arrival partitions."""
-    single_run = dg.BackfillPolicy.single_run()
+def build_assets(partitions: dg.PartitionsDefinition, backfill: dg.BackfillPolicy = dg.BackfillPolicy.single_run()) -> list:
+    """Every asset of the graph but the dashboards, on the hourly arrival partitions; a backfill of the hourly
+    assets runs as `backfill` says (one run by default)."""
     raw = dg.AssetSpec(
         RAW,
         partitions_def=partitions,
@@ -66,7 +66,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
         key=FLATTENED,
         deps=[raw],
         partitions_def=partitions,
-        backfill_policy=single_run,
+        backfill_policy=backfill,
         group_name="ingest",
         kinds={"python", "json"},
         check_specs=[
@@ -114,7 +114,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
         key=CTR,
         deps=[FLATTENED],
         partitions_def=partitions,
-        backfill_policy=single_run,
+        backfill_policy=backfill,
         pool="ctr_table",
         group_name="warehouse",
         kinds={"iceberg", "duckdb"},
