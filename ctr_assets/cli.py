@@ -130,7 +130,7 @@ def status(args: argparse.Namespace) -> int:
     snapshot = current.current_snapshot() if current is not None else None
     rows = int(snapshot.summary["total-records"]) if snapshot and snapshot.summary else 0
     alerts = ["no dashboard tables yet: `ctr-assets run` builds them"]
-    with closing(scratch_connection()) as connection:
+    with closing(scratch_connection(settings.duckdb_memory_mb)) as connection:
         if read_aggregate(connection, storage, "queue_interval_metrics"):
             # The thresholds of the current settings, on the interval the last build counted.
             record_settings(connection, settings)
@@ -166,7 +166,7 @@ def query(args: argparse.Namespace) -> int:
         snapshot_id = snapshot_as_of(load_table(table), args.as_of) if args.as_of else None
     except LookupError as error:
         raise SettingError(f"--as-of: {error}") from None
-    with closing(scratch_connection()) as connection:
+    with closing(scratch_connection(settings.duckdb_memory_mb)) as connection:
         if not refresh_ctr_view(connection, storage, table, snapshot_id):
             print("the ctr table has no data yet: run `ctr-assets run` first", file=sys.stderr)
             return 1
@@ -226,7 +226,7 @@ def migrate(args: argparse.Namespace) -> int:
 
     settings = CtrSettings.from_env(storage_url=args.storage)
     storage = open_storage(settings)
-    with closing(scratch_connection()) as connection:
+    with closing(scratch_connection(settings.duckdb_memory_mb)) as connection:
         report = migrate_partition_files(connection, storage, table_for(settings, storage))
     print(report.describe())
     return 0

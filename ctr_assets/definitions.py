@@ -25,11 +25,11 @@ from ctr_assets.defs.assets import (
 from ctr_assets.defs.automation import build_automation
 from ctr_assets.defs.checks import build_checks
 from ctr_assets.defs.dashboards import DASHBOARD, build_dashboard_assets
-from ctr_assets.defs.resources import storage_for, table_for, warehouse_for
+from ctr_assets.defs.resources import athena_for, storage_for, table_for, warehouse_for
 from ctr_assets.lake.layout import floor_hour, hour_of_partition, partition_of_hour, raw_prefix
 from ctr_assets.lake.storage import Storage, StorageError
 from ctr_assets.metrics.warehouse import AGGREGATES
-from ctr_assets.settings import FIRST_POSSIBLE_HOUR, CtrSettings
+from ctr_assets.settings import ATHENA, FIRST_POSSIBLE_HOUR, CtrSettings
 
 ETL_JOB = "ctr_etl"
 DASHBOARD_JOB = "ctr_dashboards"
@@ -63,6 +63,13 @@ def covering(settings: CtrSettings, storage: Storage, hours: Iterable[datetime])
     return settings.model_copy(update={"first_hour": partition_of_hour(hours[0])})
 
 
+def backfill_policy(settings: CtrSettings) -> dg.BackfillPolicy:
+    """One run per backfill (on one machine its flatten uses every core), or runs of
+    CTR_BACKFILL_HOURS_PER_RUN hours that a cluster runs side by side; the merges queue in the ctr_table pool."""
+    hours = settings.backfill_hours_per_run
+    return dg.BackfillPolicy.multi_run(hours) if hours else dg.BackfillPolicy.single_run()
+
+
 # Single-run backfills and pools are what this graph is built on; their "beta" label is noise to users.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
@@ -72,24 +79,29 @@ def build_definitions(settings: CtrSettings | None = None, storage: Storage | No
     name (the crash tests count and interrupt its writes)."""
     settings = settings or CtrSettings.from_env()
     partitions = hourly_partitions(settings)
-    etl_job = dg.define_asset_job(ETL_JOB, selection=[FLATTENED, CTR], partitions_def=partitions,
+    etl, upkeep, table_rules = (dg.AssetSelection.assets(FLATTENED, CTR), dg.AssetSelection.assets(MAINTENANCE),
+                                dg.AssetSelection.checks_for_assets(CTR))
+    if settings.merge_engine == ATHENA:  # the table rules scan the whole table: once a day with upkeep, not every merge
+        etl, upkeep = etl - table_rules, upkeep | table_rules
+    etl_job = dg.define_asset_job(ETL_JOB, selection=etl, partitions_def=partitions,
                                   description="Flatten arrival hours and merge them into the ctr table.")
     dashboard_job = dg.define_asset_job(
         DASHBOARD_JOB, selection=dg.AssetSelection.assets(CATALOG_ASSET, *AGGREGATES, DASHBOARD),
         description="Catalog, aggregates and dashboard page from the current table.")
     freshness_job = dg.define_asset_job(FRESHNESS_JOB, selection=dg.AssetSelection.checks_for_assets(RAW))
-    maintenance_job = dg.define_asset_job(MAINTENANCE_JOB, selection=[MAINTENANCE],
+    maintenance_job = dg.define_asset_job(MAINTENANCE_JOB, selection=upkeep,
                                           description="Compact, expire snapshots, delete unused table files.")
     sensors, schedules = build_automation(settings, etl_job, dashboard_job, freshness_job, maintenance_job)
     storage = storage or storage_for(settings)
+    aws = AwsClients()
     return dg.Definitions(
-        assets=build_assets(partitions) + build_dashboard_assets(),
+        assets=build_assets(partitions, backfill_policy(settings)) + build_dashboard_assets(),
         asset_checks=build_checks(),
         jobs=[etl_job, dashboard_job, freshness_job, maintenance_job],
         sensors=sensors,
         schedules=schedules,
         resources={"storage": storage, "table": table_for(settings, storage), "warehouse": warehouse_for(settings),
-                   "settings": settings, "aws": AwsClients()},
+                   "settings": settings, "aws": aws, "athena": athena_for(settings, storage, aws)},
         executor=dg.in_process_executor,
     )
 

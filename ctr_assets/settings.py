@@ -28,6 +28,8 @@ MIN_HASH_SECRET_CHARS = 16
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 INTERVAL_MINUTES = (15, 30, 60)  # Connect's historical reports offer 15 and 30 minutes; hours as before
 INTERVAL_RULES = ("disconnect", "enqueue")
+LOCAL, ATHENA = "local", "athena"
+MERGE_ENGINES = (LOCAL, ATHENA)
 HOUR_FORMAT = "%Y-%m-%d-%H:%M"  # CTR_FIRST_HOUR, as Dagster names an hourly partition
 # Amazon Connect launched in 2017: no contact record can have arrived in an earlier hour folder.
 FIRST_POSSIBLE_HOUR = datetime(2017, 1, 1, tzinfo=timezone.utc)
@@ -136,6 +138,30 @@ class CtrSettings(dg.ConfigurableResource):
         default=5, description="CTR_ALERT_MIN_QUEUED: contacts queued in a queue's latest complete interval below "
         "which its rates raise no warning (too few to judge).",
     )
+    merge_engine: str = Field(
+        default=LOCAL, description="CTR_MERGE_ENGINE: what merges batches into the table and runs its rules and "
+        "upkeep: local (DuckDB in the step's process) or athena (Amazon Athena on the table in the Glue Data "
+        "Catalog, for tables one machine cannot scan).",
+    )
+    athena_workgroup: str = Field(
+        default="primary", description="CTR_ATHENA_WORKGROUP: the Athena workgroup that runs the queries (engine v3).",
+    )
+    athena_output_location: str = Field(
+        default="", description="CTR_ATHENA_OUTPUT_LOCATION: s3:// folder for Athena's query results; empty: "
+        "athena/results/ in the storage (a workgroup that enforces its own location wins).",
+    )
+    athena_merge_window_days: int = Field(
+        default=2, description="CTR_ATHENA_MERGE_WINDOW_DAYS: a merge looks for stored copies of the batch's "
+        "contacts in the batch's initiation days and this many days either side, not in all history.",
+    )
+    athena_price_per_tb: float = Field(
+        default=5.0, description="CTR_ATHENA_PRICE_PER_TB: USD per TB scanned in the workgroup's region, for the "
+        "cost estimates in the metadata.",
+    )
+    backfill_hours_per_run: int = Field(
+        default=0, description="CTR_BACKFILL_HOURS_PER_RUN: a backfill of many hours runs as runs of this many "
+        "hours each, in parallel as far as the run launcher allows (merges still one at a time); 0: one run.",
+    )
     phone_numbers: str = Field(
         default="keep",
         description="CTR_PHONE_NUMBERS: keep, mask or hash customer phone numbers before they reach "
@@ -228,6 +254,22 @@ class CtrSettings(dg.ConfigurableResource):
             ZoneInfo(self.report_timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise SettingError(f"CTR_REPORT_TIMEZONE: unknown time zone {self.report_timezone!r}") from None
+        if self.merge_engine not in MERGE_ENGINES:
+            raise SettingError(f"CTR_MERGE_ENGINE: {self.merge_engine!r} is not one of {', '.join(MERGE_ENGINES)}")
+        if self.merge_engine == ATHENA and not (self.is_s3 and self.glue_database):
+            raise SettingError("CTR_MERGE_ENGINE: athena works on the table in the Glue Data Catalog: it needs s3:// "
+                               "storage (CTR_STORAGE_URL) and CTR_GLUE_DATABASE")
+        if not re.fullmatch(r"[a-zA-Z0-9._-]{1,128}", self.athena_workgroup):
+            raise SettingError(f"CTR_ATHENA_WORKGROUP: {self.athena_workgroup!r} is not a workgroup name")
+        if self.athena_output_location and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/\S*)?",
+                                                             self.athena_output_location):
+            raise SettingError(f"CTR_ATHENA_OUTPUT_LOCATION: {self.athena_output_location!r} is not an s3://bucket/folder")
+        if self.athena_merge_window_days < 0:
+            raise SettingError("CTR_ATHENA_MERGE_WINDOW_DAYS: must not be negative")
+        if self.athena_price_per_tb < 0:
+            raise SettingError("CTR_ATHENA_PRICE_PER_TB: must not be negative")
+        if self.backfill_hours_per_run < 0:
+            raise SettingError("CTR_BACKFILL_HOURS_PER_RUN: must not be negative (0 means one run per backfill)")
         if self.phone_numbers not in MODES:
             raise SettingError(f"CTR_PHONE_NUMBERS: {self.phone_numbers!r} is not one of {', '.join(MODES)}")
 

@@ -1,5 +1,5 @@
 """Fixtures shared across test modules: a real storage folder, a real DuckDB, the hand-built contacts, and a
-real S3 API (one moto server on 127.0.0.1 for the session: S3, SQS, Glue and Kinesis) with settings that run
+real S3 API (one moto server on 127.0.0.1 for the session: S3, SQS, Glue, Kinesis and Athena) with settings that run
 a test on a local folder and on a bucket."""
 
 import http.client
@@ -92,6 +92,11 @@ class Moto:
         key = iam.create_access_key(UserName=name)["AccessKey"]
         return {"aws_access_key_id": key["AccessKeyId"], "aws_secret_access_key": key["SecretAccessKey"]}
 
+    def athena_outcomes(self, *outcomes: dict) -> None:
+        """How the next Athena queries end (see moto_server.py): `state`, `reason`, `data_scanned` each."""
+        request = urllib.request.Request(f"{self.url}/ctr-athena-outcomes", data=json.dumps(outcomes).encode())
+        urllib.request.urlopen(request, timeout=10).close()
+
     @contextmanager
     def enforcing_iam(self):
         """moto checking signatures and IAM policies inside the block (it accepts anything by default)."""
@@ -126,8 +131,8 @@ def moto(tmp_path_factory):
             patch.delenv(name, raising=False)
         for name, value in AWS_ENVIRONMENT.items():
             patch.setenv(name, value)
-        # SQS, Glue and Kinesis are found the standard way; S3 through CTR_S3_ENDPOINT_URL.
-        for service in ("SQS", "GLUE", "KINESIS"):
+        # SQS, Glue, Kinesis and Athena are found the standard way; S3 through CTR_S3_ENDPOINT_URL.
+        for service in ("SQS", "GLUE", "KINESIS", "ATHENA"):
             patch.setenv(f"AWS_ENDPOINT_URL_{service}", url)
         yield Moto(url, log)
     server.terminate()

@@ -26,6 +26,7 @@ from dagster._core.storage.tags import (
 
 from ctr_assets.api import QUIET_LOGS, backlog_range
 from ctr_assets.definitions import ETL_JOB, build_definitions
+from ctr_assets.defs.assets import FLATTENED
 from ctr_assets.defs.resources import storage_for, table_for
 from ctr_assets.lake.iceberg import TableLocation
 from ctr_assets.lake.layout import FLATFILES, QUARANTINE, partition_of_hour
@@ -70,14 +71,16 @@ def settings_of(target: str | Path | CtrSettings) -> CtrSettings:
     return CtrSettings.from_env({}, storage_url=str(target), first_hour="2026-01-01-00:00", flatten_workers=1)
 
 
-def run_steps(settings: CtrSettings, hours: list[datetime], storage: Storage | None = None) -> None:
-    """One ETL run (flattened, then ctr) through Dagster over the given arrival hours, as the arrival
-    sensor or `ctr-assets run` starts one; `storage` replaces the settings' own (to count its writes)."""
+def run_steps(settings: CtrSettings, hours: list[datetime], storage: Storage | None = None,
+              assets: list[dg.AssetKey] | None = None) -> None:
+    """One ETL run (flattened, then ctr; or only `assets`) through Dagster over the given arrival hours, as
+    the arrival sensor or `ctr-assets run` starts one; `storage` replaces the settings' own (to count its
+    writes)."""
     job = build_definitions(settings, storage).resolve_job_def(ETL_JOB)
     for first, last in backlog_range(hours):
-        job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), run_config=QUIET_LOGS, tags={
-            ASSET_PARTITION_RANGE_START_TAG: partition_of_hour(first),
-            ASSET_PARTITION_RANGE_END_TAG: partition_of_hour(last)})
+        job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), run_config=QUIET_LOGS, asset_selection=assets,
+                               tags={ASSET_PARTITION_RANGE_START_TAG: partition_of_hour(first),
+                                     ASSET_PARTITION_RANGE_END_TAG: partition_of_hour(last)})
 
 
 def run_all_pending(target: str | CtrSettings, storage: Storage | None = None) -> None:
@@ -166,6 +169,25 @@ def run_concurrently(target: str | Path | CtrSettings, count: int) -> list[int]:
     """`count` child processes running `run_in_two` on one storage at once; their exit codes."""
     fields = settings_of(target).model_dump()
     children = [PROCESSES.Process(target=_run_in_two_as, args=(fields, dict(os.environ))) for _ in range(count)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(WAIT_SECONDS * 3)
+    return [child.exitcode for child in children]
+
+
+def _flatten_hour_as(fields: dict, environ: dict[str, str], hour: datetime, start) -> None:
+    os.environ.update(environ)
+    settings = CtrSettings(**fields)
+    start.wait(WAIT_SECONDS)
+    run_steps(settings, [hour], assets=[FLATTENED])
+
+
+def flatten_concurrently(target: str | Path | CtrSettings, hours: list[datetime]) -> list[int]:
+    """One child process per arrival hour, each a run flattening its hour, all started at once (as runs on
+    a cluster are); their exit codes."""
+    fields, start = settings_of(target).model_dump(), PROCESSES.Barrier(len(hours))
+    children = [PROCESSES.Process(target=_flatten_hour_as, args=(fields, dict(os.environ), hour, start)) for hour in hours]
     for child in children:
         child.start()
     for child in children:

@@ -11,7 +11,8 @@ from ctr_assets.api import run_pipeline
 from ctr_assets.definitions import hourly_partitions
 from ctr_assets.defs.assets import CTR
 from ctr_assets.defs.checks import build_checks
-from ctr_assets.defs.resources import storage_for, table_for
+from ctr_assets.aws.clients import AwsClients
+from ctr_assets.defs.resources import athena_for, storage_for, table_for
 from ctr_assets.metrics.warehouse import scratch_connection
 from ctr_assets_tests.helpers import (
     SAMPLE_START,
@@ -57,7 +58,8 @@ def run_table_rules(settings, storage, *names: str) -> dg.ExecuteInProcessResult
         assets=[dg.AssetSpec(CTR, partitions_def=hourly_partitions(settings))],
         asset_checks=build_checks(),
         jobs=[dg.define_asset_job("table_rules", selection=selection)],
-        resources={"storage": storage, "table": table_for(settings, storage), "settings": settings},
+        resources={"storage": storage, "table": table_for(settings, storage), "settings": settings,
+                   "athena": athena_for(settings, storage, AwsClients())},
         executor=dg.in_process_executor,
     )
     return definitions.resolve_job_def("table_rules").execute_in_process(

@@ -13,6 +13,7 @@ import orjson
 from dagster_duckdb import DuckDBResource
 from pyiceberg.types import ListType, StructType
 
+from ctr_assets.aws.athena import AthenaEngine, query_metadata
 from ctr_assets.lake.iceberg import TableLocation, load_table, schema_tree
 from ctr_assets.lake.layout import CATALOG, hour_of_partition, partition_of_hour
 from ctr_assets.lake.maintenance import maintain
@@ -26,10 +27,10 @@ from ctr_assets.lake.pipeline import (
 )
 from ctr_assets.lake.quarantine import replay_hours
 from ctr_assets.lake.storage import Storage
-from ctr_assets.lake.table import ARRIVAL_HOURS
+from ctr_assets.lake.table import ARRIVAL_HOURS, merge_flatfiles
 from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
 from ctr_assets.records.schema import render
-from ctr_assets.settings import CtrSettings
+from ctr_assets.settings import ATHENA, CtrSettings
 
 RAW = dg.AssetKey("raw")
 FLATTENED = dg.AssetKey("flattened")
@@ -49,9 +50,9 @@ class FlattenConfig(dg.Config):
     replay_reason: str = ""  # with replay_quarantine: only the items quarantined for this reason
 
 
-def build_assets(partitions: dg.PartitionsDefinition) -> list:
-    """Every asset of the graph but the dashboards, on the hourly arrival partitions."""
-    single_run = dg.BackfillPolicy.single_run()
+def build_assets(partitions: dg.PartitionsDefinition, backfill: dg.BackfillPolicy = dg.BackfillPolicy.single_run()) -> list:
+    """Every asset of the graph but the dashboards, on the hourly arrival partitions; a backfill of the hourly
+    assets runs as `backfill` says (one run by default)."""
     raw = dg.AssetSpec(
         RAW,
         partitions_def=partitions,
@@ -65,7 +66,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
         key=FLATTENED,
         deps=[raw],
         partitions_def=partitions,
-        backfill_policy=single_run,
+        backfill_policy=backfill,
         group_name="ingest",
         kinds={"python", "json"},
         check_specs=[
@@ -113,21 +114,22 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
         key=CTR,
         deps=[FLATTENED],
         partitions_def=partitions,
-        backfill_policy=single_run,
+        backfill_policy=backfill,
         pool="ctr_table",
         group_name="warehouse",
         kinds={"iceberg", "duckdb"},
     )
     def ctr(context: dg.AssetExecutionContext, storage: Storage, table: TableLocation, warehouse: DuckDBResource,
-            settings: CtrSettings):
+            settings: CtrSettings, athena: AthenaEngine):
         """The ctr table, an Apache Iceberg table under parquet/ctr/: one row per contactid (latest update
         wins), partitioned by the UTC day of initiation. Each merge is one commit: readers see the table
-        before it or after it."""
+        before it or after it. CTR_MERGE_ENGINE says what merges: DuckDB here, or Athena."""
         hours = [hour_of_partition(key) for key in context.partition_keys]
         properties = {"ctr-assets.run-id": context.run_id,
                       ARRIVAL_HOURS: f"{partition_of_hour(hours[0])}..{partition_of_hour(hours[-1])}"}
+        on_athena = settings.merge_engine == ATHENA
         with closing(scratch_connection(settings.duckdb_memory_mb)) as connection:
-            result = merge_hours(storage, table, hours, connection, properties)
+            result = merge_hours(storage, table, hours, connection, properties, athena.merge if on_athena else merge_flatfiles)
         if result is None:
             context.log.warning(f"nothing new to merge for {context.partition_key_range}: the table is left as it is")
             return dg.MaterializeResult(metadata={SUMMARY: dg.MetadataValue.json({}), "unchanged": True})
@@ -154,6 +156,7 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
                 "snapshot id": str(result.snapshot_id) if result.snapshot_id else "none (nothing changed)",
                 "commit attempts": result.attempts,
                 "location": dg.MetadataValue.path(table.location),
+                **(query_metadata(result.queries) if on_athena else {}),
             }
         )
 
@@ -178,14 +181,18 @@ def build_assets(partitions: dg.PartitionsDefinition) -> list:
             }
         )
 
-    @dg.asset(key=MAINTENANCE, deps=[CTR], group_name="warehouse", kinds={"iceberg"})
+    @dg.asset(key=MAINTENANCE, deps=[CTR], pool="ctr_table", group_name="warehouse", kinds={"iceberg"})
     def ctr_maintenance(context: dg.AssetExecutionContext, storage: Storage, table: TableLocation,
-                        settings: CtrSettings):
+                        settings: CtrSettings, athena: AthenaEngine):
         """Table upkeep: compacts days held in several files (or with other engines' delete files) into one,
         expires snapshots older than CTR_SNAPSHOT_RETENTION_HOURS (the current one always stays), and
-        deletes the files no retained snapshot needs."""
-        with closing(scratch_connection(settings.duckdb_memory_mb)) as connection:
-            report = maintain(connection, storage, table, settings.snapshot_retention_hours)
+        deletes the files no retained snapshot needs; with CTR_MERGE_ENGINE=athena, Athena's OPTIMIZE and
+        VACUUM do it. In the merges' pool: a compaction and a merge committing at once waste one of them."""
+        if settings.merge_engine == ATHENA:
+            report = athena.maintain(storage, table, settings.snapshot_retention_hours)
+        else:
+            with closing(scratch_connection(settings.duckdb_memory_mb)) as connection:
+                report = maintain(connection, storage, table, settings.snapshot_retention_hours)
         context.log.info(report.describe())
         return dg.MaterializeResult(metadata={SUMMARY: dg.MetadataValue.json(asdict(report)),
                                               **{name.replace("_", " "): value for name, value in asdict(report).items()}})

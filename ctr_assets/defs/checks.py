@@ -7,12 +7,13 @@ from math import ceil
 
 import dagster as dg
 
+from ctr_assets.aws.athena import AthenaEngine, query_metadata
 from ctr_assets.defs.assets import CTR, RAW
 from ctr_assets.lake.iceberg import TableLocation
 from ctr_assets.lake.layout import floor_hour, hours_between, raw_prefix
 from ctr_assets.lake.storage import Storage
 from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
-from ctr_assets.settings import CtrSettings
+from ctr_assets.settings import ATHENA, CtrSettings
 
 # name: (blocking, description, SQL selecting the contactid of every violating row)
 TABLE_RULES = {
@@ -45,10 +46,14 @@ TABLE_RULES = {
     can_subset=True,
 )
 def ctr_table_rules(context: dg.AssetCheckExecutionContext, storage: Storage, table: TableLocation,
-                    settings: CtrSettings):
+                    settings: CtrSettings, athena: AthenaEngine):
     """The table rules in one step: one connection, one view over the table and one row count serve all the
-    selected rules (and Dagster resolves the table's partitions once, not once per rule)."""
+    selected rules (and Dagster resolves the table's partitions once, not once per rule). With
+    CTR_MERGE_ENGINE=athena, one Athena query checks them all."""
     selected = [name for name in TABLE_RULES if dg.AssetCheckKey(CTR, name) in context.selected_asset_check_keys]
+    if settings.merge_engine == ATHENA:
+        yield from _athena_table_rules(athena, table, selected)
+        return
     with closing(scratch_connection(settings.duckdb_memory_mb)) as connection:
         if not refresh_ctr_view(connection, storage, table):
             for name in selected:
@@ -56,15 +61,26 @@ def ctr_table_rules(context: dg.AssetCheckExecutionContext, storage: Storage, ta
             return
         rows = connection.sql("SELECT count(*) FROM ctr").fetchall()[0][0]
         for name in selected:
-            blocking, _, violations = TABLE_RULES[name]
+            violations = TABLE_RULES[name][2]
             count, sample = connection.sql(f"SELECT count(*), list(contactid)[:5] FROM ({violations})").fetchall()[0]
-            yield dg.AssetCheckResult(
-                asset_key=CTR,
-                check_name=name,
-                passed=count == 0,
-                severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
-                metadata={"rows": rows, "violations": count, "sample contactids": dg.MetadataValue.json(sample or [])},
-            )
+            yield _rule_result(name, rows, count, sample or [])
+
+
+def _athena_table_rules(athena: AthenaEngine, table: TableLocation, selected: list[str]):
+    rows, found, queries = athena.table_rules(table, {name: TABLE_RULES[name][2] for name in selected})
+    for name in selected:
+        yield _rule_result(name, rows, *found[name], **query_metadata(queries))
+
+
+def _rule_result(name: str, rows: int, count: int, sample: list, **metadata) -> dg.AssetCheckResult:
+    blocking = TABLE_RULES[name][0]
+    return dg.AssetCheckResult(
+        asset_key=CTR,
+        check_name=name,
+        passed=count == 0,
+        severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+        metadata={"rows": rows, "violations": count, "sample contactids": dg.MetadataValue.json(sample), **metadata},
+    )
 
 
 @dg.asset_check(asset=RAW, description="The newest raw object arrived within CTR_FRESHNESS_HOURS (a warning).")

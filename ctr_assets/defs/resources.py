@@ -1,4 +1,5 @@
-"""Build the typed resources from the settings: the storage, the ctr table's catalog, the DuckDB warehouse."""
+"""Build the typed resources from the settings: the storage, the ctr table's catalog, the DuckDB warehouse,
+Athena."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import boto3
 from dagster_aws.s3 import S3Resource
 from sqlalchemy.engine import URL
 
+from ctr_assets.aws.athena import RESULTS_PREFIX, AthenaEngine
+from ctr_assets.aws.clients import AwsClients
 from ctr_assets.aws.s3 import S3Storage
 from ctr_assets.lake.iceberg import GLUE, TableLocation
 from ctr_assets.lake.layout import ICEBERG_CATALOG, TABLE_PREFIX
@@ -48,3 +51,11 @@ def warehouse_for(settings: CtrSettings) -> Warehouse:
     path = Path(settings.warehouse_path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     return Warehouse(database=str(path), connection_config={"memory_limit": f"{settings.duckdb_memory_mb}MB"})
+
+
+def athena_for(settings: CtrSettings, storage: Storage, aws: AwsClients) -> AthenaEngine:
+    """Athena as CTR_ATHENA_* configure it; its query results go to athena/results/ in the bucket unless
+    CTR_ATHENA_OUTPUT_LOCATION says otherwise. Only used with CTR_MERGE_ENGINE=athena."""
+    output = settings.athena_output_location or (storage.uri(RESULTS_PREFIX) if settings.is_s3 else "")
+    return AthenaEngine(aws=aws, workgroup=settings.athena_workgroup, output_location=output,
+                        merge_window_days=settings.athena_merge_window_days, price_per_tb=settings.athena_price_per_tb)

@@ -60,13 +60,7 @@ def maintain(connection: Any, storage: Storage, location: TableLocation, retenti
             report.compaction_conflicts += 1
             table = load_table(location)
     now = now or datetime.now(timezone.utc)
-    expiring = [snapshot for snapshot in table.snapshots()
-                if snapshot.timestamp_ms < (now - timedelta(hours=retention_hours)).timestamp() * 1000
-                and snapshot.snapshot_id != table.current_snapshot().snapshot_id]
-    for snapshot in expiring:  # what they merged stays known once their summaries are gone
-        text = (snapshot.summary.additional_properties if snapshot.summary else {}).get(SUMMARY_MERGED)
-        if text:
-            record_merged(storage, decode_flatfiles(text), str(snapshot.snapshot_id))
+    expiring = keep_what_expiring_snapshots_merged(storage, table, retention_hours, now)
     if expiring:
         table.maintenance.expire_snapshots().by_ids([snapshot.snapshot_id for snapshot in expiring]).commit()
         table = load_table(location)
@@ -74,6 +68,19 @@ def maintain(connection: Any, storage: Storage, location: TableLocation, retenti
     report.snapshots_kept = len(table.snapshots())
     report.files_deleted = _delete_unreferenced(storage, table, now - orphan_min_age)
     return report
+
+
+def keep_what_expiring_snapshots_merged(storage: Storage, table: Any, retention_hours: float, now: datetime) -> list:
+    """The snapshots older than the retention (never the current one), once the flatfiles their summaries
+    say they merged are in the ledger: it must stay known after they expire, whichever engine expires them."""
+    expiring = [snapshot for snapshot in table.snapshots()
+                if snapshot.timestamp_ms < (now - timedelta(hours=retention_hours)).timestamp() * 1000
+                and snapshot.snapshot_id != table.current_snapshot().snapshot_id]
+    for snapshot in expiring:
+        text = (snapshot.summary.additional_properties if snapshot.summary else {}).get(SUMMARY_MERGED)
+        if text:
+            record_merged(storage, decode_flatfiles(text), str(snapshot.snapshot_id))
+    return expiring
 
 
 def _days_to_compact(table: Any) -> list:

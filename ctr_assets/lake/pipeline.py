@@ -23,7 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
-from typing import Callable, Container, Iterable, Iterator
+from typing import Any, Callable, Container, Iterable, Iterator
 
 import orjson
 
@@ -253,19 +253,25 @@ def conservation_problems(storage: Storage, objects: Iterable[FlattenStats]) -> 
     return problems
 
 
+# A merge engine: (connection, storage, location, flatfiles, snapshot properties) -> what it did.
+Merge = Callable[[Any, Storage, TableLocation, dict[str, int], dict[str, str] | None], MergeResult]
+
+
 def merge_hours(storage: Storage, location: TableLocation, hours: Iterable[datetime], connection,
-                properties: dict[str, str] | None = None) -> MergeResult | None:
+                properties: dict[str, str] | None = None, merge: Merge = merge_flatfiles) -> MergeResult | None:
     """Merge the flatfiles of the given arrival hours that are not in the table yet (at their current size)
-    into it, then note them in the ledger of merged flatfiles. None when there is nothing to merge (the
-    flatfiles may have expired: the table is then left exactly as it is). The snapshot's summary lists the
-    same flatfiles, so a run killed between the commit and the ledger still counts them as merged."""
+    into it with `merge` (the local engine by default), then note them in the ledger of merged flatfiles.
+    None when there is nothing to merge (the flatfiles may have expired: the table is then left exactly as
+    it is). The local engine's snapshot summary lists the same flatfiles, so a run killed between its
+    commit and the ledger still counts them as merged; another engine's merge of them again changes
+    nothing."""
     hours = list(hours)
     merged = merged_flatfiles(storage, location, hours)
     flatfiles = {item.key: item.size for hour in hours for item in storage.list(flat_prefix(hour))
                  if item.size not in merged.get(item.key, ())}
     if not flatfiles:
         return None
-    result = merge_flatfiles(connection, storage, location, flatfiles, properties)
+    result = merge(connection, storage, location, flatfiles, properties)
     record_merged(storage, flatfiles, str(result.snapshot_id or uuid.uuid4().hex))
     return result
 
