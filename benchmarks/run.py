@@ -292,8 +292,10 @@ def stage_duckdb_raw(workdir: Path, args: argparse.Namespace) -> dict:
         listed = "[" + ", ".join(f"'{path}'" for path in paths) + "]"
         reader = f"read_json({listed}, format='auto', union_by_name=true, maximum_object_size=67108864"
         sample = "[" + ", ".join(f"'{path}'" for path in paths[:: max(1, len(paths) // 50)]) + "]"
+        # Detection skips the records DuckDB cannot detect (keys differing only in case: "Duplicate name in
+        # struct"); the read itself, with the detected columns pinned, takes every record.
         detected = connection.sql(f"SELECT * FROM read_json({sample}, format='auto', union_by_name=true, "
-                                  "maximum_object_size=67108864) LIMIT 0")
+                                  "maximum_object_size=67108864, ignore_errors=true) LIMIT 0")
         columns = "{" + ", ".join(f"'{name}': '{kind}'" for name, kind in zip(detected.columns, detected.types)) + "}"
         detection = time.perf_counter()
         records = connection.execute(f"COPY (SELECT * FROM {reader}, columns={columns})) TO "

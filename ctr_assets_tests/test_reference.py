@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from ctr_assets.api import run_pipeline
 from ctr_assets.defs.resources import storage_for
-from ctr_assets.lake.layout import ICEBERG_CATALOG, RAW
+from ctr_assets.lake.layout import RAW
 from ctr_assets.lake.storage import LocalStorage
 from ctr_assets.metrics.warehouse import (
     AGGREGATES,
@@ -45,18 +45,17 @@ GRAINS = {
 NOW = datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-CATALOG_FOLDER = ICEBERG_CATALOG.rsplit("/", 1)[0]
-
-
 def raw_objects(storage) -> dict[str, bytes]:
     return {item.key: storage.read(item.key) for item in storage.list(RAW)}
 
 
-def built_tables(storage, settings, as_of: datetime) -> dict[str, list[dict]]:
-    """The aggregates as the pipeline builds them, from the table in `storage`, under `settings`."""
+def built_tables(storage, settings, as_of: datetime, table_storage=None) -> dict[str, list[dict]]:
+    """The aggregates as the pipeline builds them into `storage`, from the table in `table_storage` (by
+    default the same), under `settings`."""
     tables = {}
+    table_storage = table_storage or storage
     with closing(scratch_connection()) as connection:
-        refresh_ctr_view(connection, storage, local_table(storage))
+        refresh_ctr_view(connection, table_storage, local_table(table_storage))
         prepare_metrics(connection, settings, as_of.replace(tzinfo=timezone.utc))
         for name in AGGREGATES:
             build_aggregate(connection, storage, name)
@@ -90,29 +89,30 @@ def same(expected, actual) -> bool:
     return expected == actual
 
 
-def compare(storage, as_of: datetime, **overrides) -> int:
-    """Build under the settings and compare every cell with the reference; returns the cells compared."""
+def compare(storage, as_of: datetime, table_storage=None, **overrides) -> int:
+    """Build under the settings (from the table in `table_storage`, by default `storage`'s own) and compare
+    every cell with the reference of `storage`'s raw objects; returns the cells compared."""
     ours = CtrSettings.from_env({}, **{"storage_url": storage.root, "service_level_seconds": SERVICE_LEVEL_SECONDS,
                                        **overrides})
     reference = Report(raw_objects(storage), Settings(ours.service_level_seconds, ours.report_timezone,
                                                       ours.interval_minutes, ours.interval_rule), as_of)
-    cells, problems = mismatches(reference.tables(), built_tables(storage, ours, as_of))
+    cells, problems = mismatches(reference.tables(), built_tables(storage, ours, as_of, table_storage))
     assert problems == [], "\n".join(problems[:40])
     return cells
 
 
 @pytest.fixture(scope="module")
 def hand_built_copy(hand_built, tmp_path_factory):
-    """The hand-built raw objects and table catalog, copied so that the aggregates can be rebuilt at will
-    (the catalog names the hand-built table's own files, which are only read)."""
+    """The hand-built raw objects, copied so that the aggregates can be rebuilt at will from the hand-built
+    table (only read: an Iceberg table names its files by absolute paths, so it is not copied)."""
     storage = LocalStorage(root=str(tmp_path_factory.mktemp("reference") / "data"))
-    for folder in (RAW.rstrip("/"), CATALOG_FOLDER):
-        shutil.copytree(hand_built.storage.path(folder), storage.path(folder))
-    return storage
+    shutil.copytree(hand_built.storage.path(RAW.rstrip("/")), storage.path(RAW.rstrip("/")))
+    return storage, hand_built.storage
 
 
 def test_every_cell_matches_the_reference_with_the_default_settings(hand_built_copy):
-    assert compare(hand_built_copy, NOW) > 700
+    copy, table = hand_built_copy
+    assert compare(copy, NOW, table) > 700
 
 
 def test_every_cell_matches_the_pipelines_own_tables(hand_built):
@@ -140,7 +140,8 @@ def test_every_cell_matches_under_any_settings(hand_built_copy, interval_minutes
                                                service_level_seconds, as_of_minutes):
     """Interval length and rule, zone (half-hour offsets included), threshold and report time all vary; the
     report time falls inside the data too, so partial intervals and days are compared."""
-    compare(hand_built_copy, HOUR.replace(tzinfo=None) + timedelta(minutes=as_of_minutes),
+    copy, table = hand_built_copy
+    compare(copy, HOUR.replace(tzinfo=None) + timedelta(minutes=as_of_minutes), table,
             interval_minutes=interval_minutes, interval_rule=interval_rule, report_timezone=report_timezone,
             service_level_seconds=service_level_seconds)
 
