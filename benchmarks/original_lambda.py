@@ -4,9 +4,11 @@ It comes from the AWS blog post "Analyzing Amazon Connect usage with Athena" (th
 The algorithm is kept exactly as it was; the only changes are what Python 3 requires (`list(obj.keys())`,
 because the loop renames keys of the dict it iterates) and reading/writing local files instead of S3.
 It splits by text replacement, so it silently alters values containing `}{` and cannot read objects with
-a newline between records; the benchmark's sample data has no such newlines.
+a newline between records; the benchmark's sample data has no such newlines. Objects Firehose delivered
+gzip-compressed are decompressed first, as the Lambda would have to for a stream with GZIP compression.
 """
 
+import gzip
 import json
 import re
 import urllib.parse
@@ -30,7 +32,8 @@ def flatten_file(root: Path, raw_key: str) -> int:
     """What the handler did for one S3 event record; returns the number of records written."""
     key = urllib.parse.unquote_plus(raw_key, encoding='utf-8')
     newKey = 'flatfiles/' + key.replace("/", "")
-    data = (root / key).read_bytes().decode('utf-8')
+    data = (root / key).read_bytes()
+    data = (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).decode('utf-8')
     records = 0
     target = root / newKey
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -266,7 +266,7 @@ def stage_pipeline(workdir: Path, args: argparse.Namespace) -> dict:
     problems = conservation_problems(storage, report.objects)
     seconds["conservation"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    with closing(scratch_connection()) as connection:
+    with closing(scratch_connection(settings.duckdb_memory_mb)) as connection:
         result = merge_hours(storage, table, hours, connection)
     seconds["merge"] = time.perf_counter() - mark
     mark = time.perf_counter()
@@ -275,7 +275,7 @@ def stage_pipeline(workdir: Path, args: argparse.Namespace) -> dict:
         prepare_metrics(connection, settings)
         for name in AGGREGATES:
             build_aggregate(connection, storage, name)
-        storage.write("dashboards/index.html", render_dashboard(connection, settings).encode())
+        storage.write("dashboards/index.html", render_dashboard(connection).encode())
     seconds["aggregates"] = time.perf_counter() - mark
     seconds["total"] = time.perf_counter() - began
     assert not problems and result.rows_inserted, (problems, result)
