@@ -74,7 +74,7 @@ def test_attributes_are_all_text_and_left_out_until_one_exists():
         ("DOUBLE", "VARCHAR"),
         ("BOOLEAN", "VARCHAR"),
         ({}, "VARCHAR"),
-        ({"gone": "NULL"}, "VARCHAR"),
+        ({"gone": "NULL"}, {"gone": "VARCHAR"}),
         (["NULL"], ["VARCHAR"]),
         ({"a": "DATE", "b": ["UUID"], "c": {"d": "BIGINT"}}, {"a": "VARCHAR", "b": ["VARCHAR"], "c": {"d": "VARCHAR"}}),
     ],
@@ -90,8 +90,10 @@ def test_an_unknown_value_nested_deeper_than_a_column_may_nest_is_kept_as_text()
     assert pin({"deep": deep, "fine": [[{"a": "BIGINT"}]]}) == {**pin({}), "deep": "VARCHAR", "fine": [[{"a": "VARCHAR"}]]}
 
 
-def test_an_unknown_field_that_held_only_nulls_gets_no_column_yet():
-    assert "newfield" not in pin({"newfield": "NULL"})
+def test_an_unknown_field_that_held_only_nulls_gets_no_column_yet_and_inside_an_object_is_text():
+    pinned = pin({"newfield": "NULL", "campaign": {"campaignid": "NULL", "deep": {"x": "NULL"}}, "empty": {}})
+    assert "newfield" not in pinned
+    assert pinned["campaign"] == {"campaignid": "VARCHAR", "deep": {"x": "VARCHAR"}} and pinned["empty"] == "VARCHAR"
 
 
 def test_evolve_adds_columns_and_struct_fields_and_retypes_nothing():

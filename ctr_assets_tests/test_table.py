@@ -270,6 +270,27 @@ def test_undocumented_scalars_are_text_from_the_start_so_no_later_value_needs_a_
     ]
 
 
+def test_fields_null_in_a_whole_batch_are_stored_and_take_their_values_later(connection, storage):
+    """Real Connect fields are often null in every record of an hour: documented ones keep their documented
+    type, undocumented ones get no column until a value comes; no column is ever typed NULL (Iceberg and
+    Glue have no such type)."""
+    nulls = {"AnsweringMachineDetectionStatus": None, "QualityMetrics": None, "Campaign": {"CampaignId": None},
+             "Recordings": None, "Unknown": None, "Nested": {"Deep": None}}
+    first = put_flatfile(storage, f"{DAY1}T10:05:00", ctr("a", **nulls), ctr("b", **nulls))
+    result = merge_flatfiles(connection, storage, [first])
+    assert result.rows_inserted == 2
+    assert not any("NULL" in str(kind) for kind in result.schema.values()), result.schema
+    assert "unknown" not in result.schema
+    later = put_flatfile(storage, f"{DAY1}T11:05:00", ctr("c", Unknown="now", AnsweringMachineDetectionStatus="HUMAN_ANSWERED",
+                                                        Campaign={"CampaignId": "cmp-1"}))
+    merge_flatfiles(connection, storage, [later])
+    assert table(connection, storage, "contactid, unknown, answeringmachinedetectionstatus AS amd, campaign") == [
+        {"contactid": "a", "unknown": None, "amd": None, "campaign": {"campaignid": None}},
+        {"contactid": "b", "unknown": None, "amd": None, "campaign": {"campaignid": None}},
+        {"contactid": "c", "unknown": "now", "amd": "HUMAN_ANSWERED", "campaign": {"campaignid": "cmp-1"}},
+    ]
+
+
 @pytest.mark.parametrize("order", ["object first", "text first"])
 def test_a_value_that_cannot_take_its_columns_type_goes_beside_it_as_text_in_either_order(connection, tmp_path, order):
     storage = LocalStorage(root=str(tmp_path / "data"))

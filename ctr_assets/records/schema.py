@@ -24,6 +24,8 @@ def from_duckdb(duck_type: Any) -> Type:
         return {name: from_duckdb(child) for name, child in duck_type.children}
     if duck_type.id == "list":
         return [from_duckdb(duck_type.children[0][1])]
+    if duck_type.id == "null":  # its type text is the quoted '"NULL"'
+        return NULL
     return str(duck_type)
 
 
@@ -82,14 +84,14 @@ def _pin_unknown(kind: Type) -> Type | None:
     """Undocumented fields: objects stay objects and lists stay lists, so `x.y` works in SQL, but every
     scalar is text from the start (a number or boolean as its JSON text). A table column cannot change its
     type later (Iceberg widens nothing to text), so guessing BIGINT from a first batch would leave no
-    lossless place for the "12a" or 1.5 of a later one. A field that held only nulls gets no column yet;
-    an object with no field but nulls is kept as its JSON text, and so is a value nested deeper than
-    `MAX_COLUMN_NESTING`."""
+    lossless place for the "12a" or 1.5 of a later one. A top-level field that held only nulls gets no
+    column yet; a null-only field inside an undocumented object is text, as any later scalar of it would
+    be (Connect's `Campaign.CampaignId` is often null in a whole hour); an object with no field is kept as
+    its JSON text, and so is a value nested deeper than `MAX_COLUMN_NESTING`."""
     if _nesting(kind) > MAX_COLUMN_NESTING:
         return STRING
     if isinstance(kind, dict):
-        fields = {name: pinned for name, sub in kind.items() if (pinned := _pin_unknown(sub)) is not None}
-        return fields or STRING
+        return {name: _pin_unknown(sub) or STRING for name, sub in kind.items()} or STRING
     if isinstance(kind, list):
         return [_pin_unknown(kind[0]) or STRING]
     return None if kind == NULL else STRING
