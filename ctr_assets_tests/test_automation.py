@@ -5,6 +5,7 @@ import json
 import os
 import time
 import uuid
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -22,9 +23,12 @@ from ctr_assets.lake.pipeline import (
     find_new_arrivals,
     flatten_raw_object,
     merge_hours,
+    pending_raw_keys,
 )
 from ctr_assets.lake.storage import LocalStorage
-from ctr_assets_tests.helpers import ctr_record, firehose_object, raw_key, settings_for
+from ctr_assets.metrics.warehouse import scratch_connection
+from ctr_assets_tests.drivers import run_steps
+from ctr_assets_tests.helpers import ctr_record, firehose_object, raw_key, settings_for, table_rows
 
 OLD_OBJECTS = 100_000
 
@@ -184,6 +188,27 @@ def test_etl_catchup_requests_unflattened_objects_of_older_hours(setup):
     assert [request.partition_key for request in before.run_requests] == [partition_of_hour(old_hour)]
     assert [request.partition_key for request in flattened_only.run_requests] == [partition_of_hour(old_hour)]
     assert not after.run_requests and after.skip_message
+
+
+def test_an_object_firehose_delivers_into_an_hour_folder_25_hours_old_is_requested_and_processed(settings):
+    """Firehose retries for 24 h into the original hour folder: the catch-up reaches further back than the
+    flatfiles retention (24 h here)."""
+    settings = settings.model_copy(update={"flatfiles_retention_hours": 24})
+    definitions, storage, instance = build_definitions(settings), storage_for(settings), dg.DagsterInstance.ephemeral()
+    now = datetime.now(timezone.utc)
+    old_hour = floor_hour(now - timedelta(hours=25, minutes=20))
+    late = raw_key(old_hour, second=59 * 60 + 59, suffix="redelivered")
+    put(storage, late)
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=now,
+                                   repository_def=definitions.get_repository_def(),
+                                   resources={"storage": storage, "table": definitions.resources["table"]}) as context:
+        result = definitions.resolve_schedule_def("etl_catchup").evaluate_tick(context)
+
+    assert [request.partition_key for request in result.run_requests] == [partition_of_hour(old_hour)]
+    run_steps(settings, [old_hour])
+    assert pending_raw_keys(storage, definitions.resources["table"]) == {}
+    with closing(scratch_connection()) as connection:
+        assert [row["contactid"] for row in table_rows(connection, storage, definitions.resources["table"])] == [late]
 
 
 def test_a_folder_gets_an_hourly_retention_job_and_a_bucket_its_lifecycle_rule_instead(tmp_path, s3_settings):
