@@ -78,6 +78,10 @@ class CtrSettings(dg.ConfigurableResource):
         default=FIREHOSE_LATE_HOURS, description="CTR_CATCHUP_HOURS: arrival-hour folders each ETL catch-up tick "
         "lists; the default covers Firehose's 24 h of delivery retries into an object's original hour folder.",
     )
+    unprocessed_alert_hours: float = Field(
+        default=FIREHOSE_LATE_HOURS, description="CTR_UNPROCESSED_ALERT_HOURS: how long after it was written a raw "
+        "object, in any hour folder, may stay out of the table before the raw_processed check fails.",
+    )
     first_hour: str = Field(
         default="2025-01-01-00:00", description="CTR_FIRST_HOUR: the first hourly partition (UTC), or an earlier "
         "one where raw/ holds older arrival hours.",
@@ -245,6 +249,8 @@ class CtrSettings(dg.ConfigurableResource):
             raise SettingError("CTR_SENSOR_LOOKBACK_HOURS: must be at least 1")
         if self.catchup_hours < 1:
             raise SettingError("CTR_CATCHUP_HOURS: must be at least 1")
+        if self.unprocessed_alert_hours <= 0:
+            raise SettingError("CTR_UNPROCESSED_ALERT_HOURS: must be more than 0")
         if not 0 <= self.quarantine_rate_threshold <= 1:
             raise SettingError("CTR_QUARANTINE_RATE_THRESHOLD: must be between 0 and 1")
         if self.service_level_seconds < 0:

@@ -59,7 +59,7 @@ def arrivals_result(context: dg.SensorEvaluationContext, new: dict[datetime, lis
 
 def build_automation(
     settings: CtrSettings, etl_job: AssetJob, dashboard_job: AssetJob,
-    freshness_job: AssetJob, maintenance_job: AssetJob,
+    freshness_job: AssetJob, processed_job: AssetJob, maintenance_job: AssetJob,
 ) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition]]:
     first_hour = hour_of_partition(settings.first_hour)
 
@@ -182,6 +182,16 @@ def build_automation(
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Runs the raw freshness check every hour, so a stalled delivery stream is noticed.",
     )
+    processed = dg.ScheduleDefinition(
+        name="raw_processed",
+        job=processed_job,
+        cron_schedule="15 4 * * *",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Runs the raw_processed check once a day (it lists all of raw/), so an object that no "
+        "sensor or catch-up tick will ever request is noticed.",
+    )
+
     @dg.sensor(
         name="kinesis_landing",
         minimum_interval_seconds=settings.sensor_interval_seconds,
@@ -206,7 +216,7 @@ def build_automation(
     )
     sensors = [raw_arrivals, dashboards_after_table] + ([raw_events] if settings.sqs_queue_url else []) + (
         [kinesis_landing] if settings.kinesis_stream_name else [])
-    return sensors, [etl_catchup, freshness, maintenance] + ([] if settings.is_s3 else [retention])
+    return sensors, [etl_catchup, freshness, processed, maintenance] + ([] if settings.is_s3 else [retention])
 
 
 @dg.op
