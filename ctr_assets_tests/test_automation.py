@@ -27,6 +27,7 @@ from ctr_assets.lake.pipeline import (
 )
 from ctr_assets.lake.storage import LocalStorage
 from ctr_assets.metrics.warehouse import scratch_connection
+from ctr_assets.settings import CtrSettings, SettingError
 from ctr_assets_tests.drivers import run_steps
 from ctr_assets_tests.helpers import ctr_record, firehose_object, raw_key, settings_for, table_rows
 
@@ -291,3 +292,12 @@ def test_every_object_is_reported_once_at_the_first_tick_that_sees_it_unless_it_
     assert len(reported) == len(set(reported))  # never twice
     assert on_time <= set(reported)  # never skipped
     assert len(landed - set(reported)) == late  # what was not reported was counted late
+
+
+def test_the_catch_up_window_and_the_alert_threshold_are_read_from_the_environment_and_checked():
+    settings = CtrSettings.from_env({"CTR_CATCHUP_HOURS": "50", "CTR_UNPROCESSED_ALERT_HOURS": "36.5"})
+    assert (settings.catchup_hours, settings.unprocessed_alert_hours) == (50, 36.5)
+    assert (CtrSettings.from_env({}).catchup_hours, CtrSettings.from_env({}).unprocessed_alert_hours) == (27, 27)
+    for variable, message in (("CTR_CATCHUP_HOURS", "must be at least 1"), ("CTR_UNPROCESSED_ALERT_HOURS", "must be more than 0")):
+        with pytest.raises(SettingError, match=f"^{variable}: {message}"):
+            CtrSettings.from_env({variable: "0"})
