@@ -81,9 +81,9 @@ class FlattenReport:
         return total
 
 
-def raw_keys(storage: Storage, hour: datetime) -> list[str]:
+def raw_objects(storage: Storage, hour: datetime) -> list[ObjectInfo]:
     """The raw objects Firehose delivered in one arrival hour."""
-    return [item.key for item in storage.list(raw_prefix(hour)) if hour_of_raw_key(item.key) == hour]
+    return [item for item in storage.list(raw_prefix(hour)) if hour_of_raw_key(item.key) == hour]
 
 
 # Flatfiles are written through a buffer this large: one system call per 8 KiB (the default) cost more
@@ -127,7 +127,7 @@ def flatten_hours(
     todo: list[str] = []
     quarantined: set[str] = set()
     for hour in hours:
-        keys = raw_keys(storage, hour)
+        keys = [item.key for item in raw_objects(storage, hour)]
         done = set() if reprocess else {item.key for item in storage.list(flat_prefix(hour))}
         pending = [key for key in keys if flat_key(key) not in done and (reprocess or flat_key(key) not in merged)]
         report.skipped += len(keys) - len(pending)
@@ -309,7 +309,7 @@ def pending_raw_objects(storage: Storage, location: TableLocation, hours: Iterab
         flat = storage.list(FLATFILES)
     else:
         hours = list(hours)
-        raw = [item for hour in hours for item in storage.list(raw_prefix(hour)) if hour_of_raw_key(item.key) == hour]
+        raw = [item for hour in hours for item in raw_objects(storage, hour)]
         flat = (item for hour in hours for item in storage.list(flat_prefix(hour)))
     sizes = {item.key: item.size for item in flat}
     merged = merged_flatfiles(storage, location, hours)
