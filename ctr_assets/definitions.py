@@ -34,6 +34,7 @@ from ctr_assets.settings import ATHENA, FIRST_POSSIBLE_HOUR, CtrSettings
 ETL_JOB = "ctr_etl"
 DASHBOARD_JOB = "ctr_dashboards"
 FRESHNESS_JOB = "raw_freshness"
+PROCESSED_JOB = "raw_processed"
 MAINTENANCE_JOB = "ctr_table_maintenance"
 
 
@@ -88,16 +89,19 @@ def build_definitions(settings: CtrSettings | None = None, storage: Storage | No
     dashboard_job = dg.define_asset_job(
         DASHBOARD_JOB, selection=dg.AssetSelection.assets(CATALOG_ASSET, *AGGREGATES, DASHBOARD),
         description="Catalog, aggregates and dashboard page from the current table.")
-    freshness_job = dg.define_asset_job(FRESHNESS_JOB, selection=dg.AssetSelection.checks_for_assets(RAW))
+    # Freshness lists a few hour folders, hourly; raw_processed lists all of raw/ and the ledger, daily.
+    freshness_job = dg.define_asset_job(FRESHNESS_JOB, selection=dg.AssetSelection.checks(dg.AssetCheckKey(RAW, "raw_fresh")))
+    processed_job = dg.define_asset_job(PROCESSED_JOB, selection=dg.AssetSelection.checks(dg.AssetCheckKey(RAW, "raw_processed")))
     maintenance_job = dg.define_asset_job(MAINTENANCE_JOB, selection=upkeep,
                                           description="Compact, expire snapshots, delete unused table files.")
-    sensors, schedules = build_automation(settings, etl_job, dashboard_job, freshness_job, maintenance_job)
+    sensors, schedules = build_automation(settings, etl_job, dashboard_job, freshness_job, processed_job,
+                                          maintenance_job)
     storage = storage or storage_for(settings)
     aws = AwsClients()
     return dg.Definitions(
         assets=build_assets(partitions, backfill_policy(settings)) + build_dashboard_assets(),
         asset_checks=build_checks(),
-        jobs=[etl_job, dashboard_job, freshness_job, maintenance_job],
+        jobs=[etl_job, dashboard_job, freshness_job, processed_job, maintenance_job],
         sensors=sensors,
         schedules=schedules,
         resources={"storage": storage, "table": table_for(settings, storage), "warehouse": warehouse_for(settings),

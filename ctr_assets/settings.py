@@ -30,6 +30,9 @@ INTERVAL_MINUTES = (15, 30, 60)  # Connect's historical reports offer 15 and 30 
 INTERVAL_RULES = ("disconnect", "enqueue")
 LOCAL, ATHENA = "local", "athena"
 MERGE_ENGINES = (LOCAL, ATHENA)
+# Firehose retries a failed delivery for up to 24 h and still writes into the record's original arrival-hour
+# folder: that hour (1 h), its buffering (up to 15 min) and the retries, plus an hourly catch-up tick's wait.
+FIREHOSE_LATE_HOURS = 27
 HOUR_FORMAT = "%Y-%m-%d-%H:%M"  # CTR_FIRST_HOUR, as Dagster names an hourly partition
 # Amazon Connect launched in 2017: no contact record can have arrived in an earlier hour folder.
 FIRST_POSSIBLE_HOUR = datetime(2017, 1, 1, tzinfo=timezone.utc)
@@ -71,6 +74,14 @@ class CtrSettings(dg.ConfigurableResource):
     sensor_lookback_hours: int = Field(
         default=2, description="CTR_SENSOR_LOOKBACK_HOURS: arrival-hour folders each sensor tick lists."
     )
+    catchup_hours: int = Field(
+        default=FIREHOSE_LATE_HOURS, description="CTR_CATCHUP_HOURS: arrival-hour folders each ETL catch-up tick "
+        "lists; the default covers Firehose's 24 h of delivery retries into an object's original hour folder.",
+    )
+    unprocessed_alert_hours: float = Field(
+        default=FIREHOSE_LATE_HOURS, description="CTR_UNPROCESSED_ALERT_HOURS: how long after it was written a raw "
+        "object, in any hour folder, may stay out of the table before the raw_processed check fails.",
+    )
     first_hour: str = Field(
         default="2025-01-01-00:00", description="CTR_FIRST_HOUR: the first hourly partition (UTC), or an earlier "
         "one where raw/ holds older arrival hours.",
@@ -95,7 +106,7 @@ class CtrSettings(dg.ConfigurableResource):
     )
     flatfiles_retention_hours: int = Field(
         default=24, description="CTR_FLATFILES_RETENTION_HOURS: how long flatfiles/ are kept (S3 rounds up to "
-        "whole days); also how far back the ETL catch-up looks."
+        "whole days)."
     )
     snapshot_retention_hours: float = Field(
         default=168, description="CTR_SNAPSHOT_RETENTION_HOURS: how long table snapshots stay readable for time "
@@ -236,6 +247,10 @@ class CtrSettings(dg.ConfigurableResource):
             raise SettingError("CTR_SNAPSHOT_RETENTION_HOURS: must not be negative")
         if self.sensor_lookback_hours < 1:
             raise SettingError("CTR_SENSOR_LOOKBACK_HOURS: must be at least 1")
+        if self.catchup_hours < 1:
+            raise SettingError("CTR_CATCHUP_HOURS: must be at least 1")
+        if self.unprocessed_alert_hours <= 0:
+            raise SettingError("CTR_UNPROCESSED_ALERT_HOURS: must be more than 0")
         if not 0 <= self.quarantine_rate_threshold <= 1:
             raise SettingError("CTR_QUARANTINE_RATE_THRESHOLD: must be between 0 and 1")
         if self.service_level_seconds < 0:

@@ -5,6 +5,7 @@ import json
 import os
 import time
 import uuid
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
 
 import dagster as dg
@@ -22,9 +23,13 @@ from ctr_assets.lake.pipeline import (
     find_new_arrivals,
     flatten_raw_object,
     merge_hours,
+    pending_raw_keys,
 )
 from ctr_assets.lake.storage import LocalStorage
-from ctr_assets_tests.helpers import ctr_record, firehose_object, raw_key, settings_for
+from ctr_assets.metrics.warehouse import scratch_connection
+from ctr_assets.settings import CtrSettings, SettingError
+from ctr_assets_tests.drivers import run_steps
+from ctr_assets_tests.helpers import ctr_record, firehose_object, raw_key, settings_for, table_rows
 
 OLD_OBJECTS = 100_000
 
@@ -186,6 +191,27 @@ def test_etl_catchup_requests_unflattened_objects_of_older_hours(setup):
     assert not after.run_requests and after.skip_message
 
 
+def test_an_object_firehose_delivers_into_an_hour_folder_25_hours_old_is_requested_and_processed(settings):
+    """Firehose retries for 24 h into the original hour folder: the catch-up reaches further back than the
+    flatfiles retention (24 h here)."""
+    settings = settings.model_copy(update={"flatfiles_retention_hours": 24})
+    definitions, storage, instance = build_definitions(settings), storage_for(settings), dg.DagsterInstance.ephemeral()
+    now = datetime.now(timezone.utc)
+    old_hour = floor_hour(now - timedelta(hours=25, minutes=20))
+    late = raw_key(old_hour, second=59 * 60 + 59, suffix="redelivered")
+    put(storage, late)
+    with dg.build_schedule_context(instance=instance, scheduled_execution_time=now,
+                                   repository_def=definitions.get_repository_def(),
+                                   resources={"storage": storage, "table": definitions.resources["table"]}) as context:
+        result = definitions.resolve_schedule_def("etl_catchup").evaluate_tick(context)
+
+    assert [request.partition_key for request in result.run_requests] == [partition_of_hour(old_hour)]
+    run_steps(settings, [old_hour])
+    assert pending_raw_keys(storage, definitions.resources["table"]) == {}
+    with closing(scratch_connection()) as connection:
+        assert [row["contactid"] for row in table_rows(connection, storage, definitions.resources["table"])] == [late]
+
+
 def test_a_folder_gets_an_hourly_retention_job_and_a_bucket_its_lifecycle_rule_instead(tmp_path, s3_settings):
     settings = settings_for(tmp_path, flatfiles_retention_hours=24)
     storage = storage_for(settings)
@@ -266,3 +292,12 @@ def test_every_object_is_reported_once_at_the_first_tick_that_sees_it_unless_it_
     assert len(reported) == len(set(reported))  # never twice
     assert on_time <= set(reported)  # never skipped
     assert len(landed - set(reported)) == late  # what was not reported was counted late
+
+
+def test_the_catch_up_window_and_the_alert_threshold_are_read_from_the_environment_and_checked():
+    settings = CtrSettings.from_env({"CTR_CATCHUP_HOURS": "50", "CTR_UNPROCESSED_ALERT_HOURS": "36.5"})
+    assert (settings.catchup_hours, settings.unprocessed_alert_hours) == (50, 36.5)
+    assert (CtrSettings.from_env({}).catchup_hours, CtrSettings.from_env({}).unprocessed_alert_hours) == (27, 27)
+    for variable, message in (("CTR_CATCHUP_HOURS", "must be at least 1"), ("CTR_UNPROCESSED_ALERT_HOURS", "must be more than 0")):
+        with pytest.raises(SettingError, match=f"^{variable}: {message}"):
+            CtrSettings.from_env({variable: "0"})

@@ -1,18 +1,23 @@
 """The table rules run as one Dagster step: each rule still fails on its own bad case, with its own
 severity, and any one of them can still be run alone."""
 
+import os
+import time
 from contextlib import closing
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from ctr_assets.api import run_pipeline
-from ctr_assets.definitions import hourly_partitions
+from ctr_assets.definitions import PROCESSED_JOB, build_definitions, hourly_partitions
 from ctr_assets.defs.assets import CTR
 from ctr_assets.defs.checks import build_checks
 from ctr_assets.aws.clients import AwsClients
 from ctr_assets.defs.resources import athena_for, storage_for, table_for
+from ctr_assets.lake.layout import floor_hour, hour_of_raw_key
+from ctr_assets.lake.pipeline import flatten_raw_object, merge_hours
 from ctr_assets.metrics.warehouse import scratch_connection
 from ctr_assets_tests.helpers import (
     SAMPLE_START,
@@ -119,3 +124,61 @@ def test_an_empty_table_passes_with_no_rows(table):
 
     assert result.success and len(evaluations(result)) == 3
     assert all(e.passed and e.metadata["rows"].value == 0 for e in evaluations(result).values())
+
+
+def land(storage, key: str, hours_ago: float) -> str:
+    """A raw object in `key`'s hour folder, written `hours_ago` (a folder's files carry any time we give them)."""
+    storage.write(key, firehose_object(ctr_record(key.rsplit("/", 1)[1], SAMPLE_START)))
+    written = time.time() - hours_ago * 3600
+    os.utime(Path(storage.root) / key, (written, written))
+    return key
+
+
+def process(settings, storage, keys: list[str]) -> None:
+    """Flatten and merge exactly these objects, as runs of their hours would have."""
+    for key in keys:
+        flatten_raw_object(storage, key)
+    with closing(scratch_connection()) as connection:
+        merge_hours(storage, table_for(settings, storage), sorted({hour_of_raw_key(key) for key in keys}), connection)
+
+
+def raw_processed(settings, storage) -> dg.AssetCheckEvaluation:
+    """The raw_processed check, through the job its daily schedule runs."""
+    job = build_definitions(settings, storage).resolve_job_def(PROCESSED_JOB)
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    [evaluation] = result.get_asset_check_evaluations()
+    return evaluation
+
+
+def test_an_object_unprocessed_past_the_threshold_fails_raw_processed_until_it_is_processed(tmp_path):
+    settings = settings_for(tmp_path)
+    storage = storage_for(settings)
+    now = floor_hour(datetime.now(timezone.utc))
+    stuck = land(storage, raw_key(now - timedelta(hours=40), suffix="stuck"), hours_ago=settings.unprocessed_alert_hours + 1)
+    land(storage, raw_key(now - timedelta(hours=40), second=5, suffix="young"), hours_ago=settings.unprocessed_alert_hours - 1)
+
+    failed = raw_processed(settings, storage)
+    assert not failed.passed and failed.severity == dg.AssetCheckSeverity.ERROR
+    assert failed.metadata["unprocessed objects"].value == 1
+    assert failed.metadata["oldest key"].value == stuck
+    assert "ctr-assets run" in failed.metadata["what to do"].value
+
+    process(settings, storage, [stuck])
+    assert raw_processed(settings, storage).passed
+
+
+def test_raw_processed_counts_exactly_across_gaps_and_years_old_hour_folders(tmp_path):
+    settings = settings_for(tmp_path)
+    storage = storage_for(settings)
+    now = floor_hour(datetime.now(timezone.utc))
+    hours = [datetime(2019, 5, 4, 3, tzinfo=timezone.utc), datetime(2022, 12, 31, 23, tzinfo=timezone.utc),
+             now - timedelta(days=400), now - timedelta(hours=72), now - timedelta(hours=30), now - timedelta(hours=2)]
+    done = [land(storage, raw_key(hour, suffix="done"), hours_ago=100) for hour in hours[::2]]
+    process(settings, storage, done)
+    overdue = [land(storage, raw_key(hour, second=n + 1, suffix="late"), hours_ago=28 + n) for n, hour in enumerate(hours)]
+    for hour in hours:
+        land(storage, raw_key(hour, second=30, suffix="young"), hours_ago=2)
+
+    evaluation = raw_processed(settings, storage)
+    assert evaluation.metadata["unprocessed objects"].value == len(overdue)
+    assert evaluation.metadata["oldest key"].value == overdue[-1]

@@ -73,8 +73,17 @@ class DuckDBTable:
 
 
 def _comparable(relation) -> list[dict]:
-    """Rows without their null columns: a column that no data file holds yet reads as absent locally."""
-    return [{name: value for name, value in zip(relation.columns, row) if value is not None} for row in relation.fetchall()]
+    """Rows without their null columns and struct fields: a column or struct field that no data file holds
+    yet (added by a batch whose copies all lost) reads as absent locally."""
+    return [_without_nulls(dict(zip(relation.columns, row))) for row in relation.fetchall()]
+
+
+def _without_nulls(value):
+    if isinstance(value, dict):
+        return {name: _without_nulls(item) for name, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_without_nulls(item) for item in value]
+    return value
 
 
 class Twins:
@@ -98,8 +107,7 @@ class Twins:
         return local, remote
 
     def local_contents(self) -> list[dict]:
-        rows = table_rows(self.local_connection, self.local, local_table(self.local))
-        return [{name: value for name, value in row.items() if value is not None} for row in rows]
+        return [_without_nulls(row) for row in table_rows(self.local_connection, self.local, local_table(self.local))]
 
     def close(self) -> None:
         self.local_connection.close()

@@ -59,7 +59,7 @@ def arrivals_result(context: dg.SensorEvaluationContext, new: dict[datetime, lis
 
 def build_automation(
     settings: CtrSettings, etl_job: AssetJob, dashboard_job: AssetJob,
-    freshness_job: AssetJob, maintenance_job: AssetJob,
+    freshness_job: AssetJob, processed_job: AssetJob, maintenance_job: AssetJob,
 ) -> tuple[list[dg.SensorDefinition], list[dg.ScheduleDefinition]]:
     first_hour = hour_of_partition(settings.first_hour)
 
@@ -135,16 +135,17 @@ def build_automation(
         job=etl_job,
         execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="The hourly ETL (etlJobSchedule): requests every hour within the flatfiles retention "
-        "that still has raw objects not in the table, e.g. files copied late into an old hour folder, or "
-        "objects of a run that was killed.",
+        description="The hourly ETL (etlJobSchedule): requests every hour of the last CTR_CATCHUP_HOURS that "
+        "still has raw objects not in the table: Firehose's late deliveries (it retries for 24 h into the "
+        "original hour folder), files copied late into an old hour folder, or objects of a run that was killed.",
     )
     def etl_catchup(context: dg.ScheduleEvaluationContext, storage: Storage, table: TableLocation):
         now = context.scheduled_execution_time or datetime.now(timezone.utc)
-        hours = hours_between(now - timedelta(hours=settings.flatfiles_retention_hours), now)
+        # Not bounded by the flatfiles retention: the ledger, not the flatfiles, says what is merged.
+        hours = hours_between(now - timedelta(hours=settings.catchup_hours), now)
         pending = pending_raw_keys(storage, table, [hour for hour in hours if in_range(hour, now)])
         if not pending:
-            return dg.SkipReason("every raw object in the retention window is in the table")
+            return dg.SkipReason(f"every raw object of the last {settings.catchup_hours} arrival hours is in the table")
         # The tick is part of the key: objects still pending after a failed or killed run are asked for
         # again at the next tick, where the same key would be skipped by Dagster as already requested.
         tick = now.strftime("%Y-%m-%dT%H:%M")
@@ -181,6 +182,16 @@ def build_automation(
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Runs the raw freshness check every hour, so a stalled delivery stream is noticed.",
     )
+    processed = dg.ScheduleDefinition(
+        name="raw_processed",
+        job=processed_job,
+        cron_schedule="15 4 * * *",
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Runs the raw_processed check once a day (it lists all of raw/), so an object that no "
+        "sensor or catch-up tick will ever request is noticed.",
+    )
+
     @dg.sensor(
         name="kinesis_landing",
         minimum_interval_seconds=settings.sensor_interval_seconds,
@@ -205,7 +216,7 @@ def build_automation(
     )
     sensors = [raw_arrivals, dashboards_after_table] + ([raw_events] if settings.sqs_queue_url else []) + (
         [kinesis_landing] if settings.kinesis_stream_name else [])
-    return sensors, [etl_catchup, freshness, maintenance] + ([] if settings.is_s3 else [retention])
+    return sensors, [etl_catchup, freshness, processed, maintenance] + ([] if settings.is_s3 else [retention])
 
 
 @dg.op

@@ -11,6 +11,7 @@ from ctr_assets.aws.athena import AthenaEngine, query_metadata
 from ctr_assets.defs.assets import CTR, RAW
 from ctr_assets.lake.iceberg import TableLocation
 from ctr_assets.lake.layout import floor_hour, hours_between, raw_prefix
+from ctr_assets.lake.pipeline import pending_raw_objects
 from ctr_assets.lake.storage import Storage
 from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
 from ctr_assets.settings import ATHENA, CtrSettings
@@ -104,5 +105,28 @@ def raw_fresh(storage: Storage, settings: CtrSettings) -> dg.AssetCheckResult:
     )
 
 
+@dg.asset_check(asset=RAW, description="Every raw object, in any arrival-hour folder, is in the table within "
+                "CTR_UNPROCESSED_ALERT_HOURS of being written (an error). Lists all of raw/ and reads the ledger of "
+                "merged flatfiles: on S3 one LIST per 1,000 raw objects and one GET per merge and arrival day, "
+                "so its schedule runs it once a day, not hourly.")
+def raw_processed(storage: Storage, table: TableLocation, settings: CtrSettings) -> dg.AssetCheckResult:
+    """Catches what no automation will request: an object written into an hour folder older than the catch-up
+    window (CTR_CATCHUP_HOURS), or one whose runs keep failing."""
+    cutoff = datetime.now(timezone.utc) - timedelta(hours=settings.unprocessed_alert_hours)
+    overdue = sorted((item for item in pending_raw_objects(storage, table) if item.last_modified < cutoff),
+                     key=lambda item: (item.last_modified, item.key))
+    return dg.AssetCheckResult(
+        passed=not overdue,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "unprocessed objects": len(overdue),
+            "oldest key": overdue[0].key if overdue else "none",
+            "oldest written": overdue[0].last_modified.isoformat() if overdue else "none",
+            "threshold hours": settings.unprocessed_alert_hours,
+            "what to do": "`ctr-assets run` processes every pending object, in any hour folder" if overdue else "nothing",
+        },
+    )
+
+
 def build_checks() -> list[dg.AssetChecksDefinition]:
-    return [ctr_table_rules, raw_fresh]
+    return [ctr_table_rules, raw_fresh, raw_processed]

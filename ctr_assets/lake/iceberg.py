@@ -181,25 +181,25 @@ def create_table(location: TableLocation, schema: dict[str, Type], catalog: Cata
 
 
 def iceberg_schema_of(schema: dict[str, Type], doc: str | None = None) -> Schema:
-    """`schema` as an Iceberg schema, field ids numbered depth first from 1, each top-level field with
-    `doc`. For a new table `contactid` and `initiationtimestamp` are required (the identifier and the
+    """`schema` as an Iceberg schema, field ids numbered depth first from 1, each field (struct fields too:
+    the catalog reports each one's first appearance) with `doc`. For a new table `contactid` and `initiationtimestamp` are required (the identifier and the
     partition source); the rest optional. When evolving a table, pyiceberg's `union_by_name` assigns the
     real ids of new fields."""
     counter = iter(range(1, 1 << 31))
     required = {IDENTIFIER, PARTITION_SOURCE}
-    fields = [NestedField(next(counter), name, _iceberg_type(kind, counter), required=name in required, doc=doc)
+    fields = [NestedField(next(counter), name, _iceberg_type(kind, counter, doc), required=name in required, doc=doc)
               for name, kind in schema.items()]
     identifier = [field.field_id for field in fields if field.name == IDENTIFIER]
     return Schema(*fields, identifier_field_ids=identifier)
 
 
-def _iceberg_type(kind: Type, counter) -> IcebergType:
+def _iceberg_type(kind: Type, counter, doc: str | None = None) -> IcebergType:
     if isinstance(kind, dict):
-        return StructType(*[NestedField(next(counter), name, _iceberg_type(sub, counter), required=False)
+        return StructType(*[NestedField(next(counter), name, _iceberg_type(sub, counter, doc), required=False, doc=doc)
                             for name, sub in kind.items()])
     if isinstance(kind, list):
         element_id = next(counter)
-        return ListType(element_id, _iceberg_type(kind[0], counter), element_required=False)
+        return ListType(element_id, _iceberg_type(kind[0], counter, doc), element_required=False)
     if kind in _ICEBERG:
         return _ICEBERG[kind]
     raise ValueError(f"no Iceberg column type for {kind!r}")

@@ -45,7 +45,7 @@ from ctr_assets.lake.layout import (
     raw_prefix,
     set_aside_key,
 )
-from ctr_assets.lake.storage import Storage, describe_error
+from ctr_assets.lake.storage import ObjectInfo, Storage, describe_error
 from ctr_assets.lake.table import MergeResult, merge_flatfiles, merged_by_snapshots
 from ctr_assets.records.flatten import FlattenStats, flatten_object
 from ctr_assets.records.phones import Protect
@@ -81,9 +81,9 @@ class FlattenReport:
         return total
 
 
-def raw_keys(storage: Storage, hour: datetime) -> list[str]:
+def raw_objects(storage: Storage, hour: datetime) -> list[ObjectInfo]:
     """The raw objects Firehose delivered in one arrival hour."""
-    return [item.key for item in storage.list(raw_prefix(hour)) if hour_of_raw_key(item.key) == hour]
+    return [item for item in storage.list(raw_prefix(hour)) if hour_of_raw_key(item.key) == hour]
 
 
 # Flatfiles are written through a buffer this large: one system call per 8 KiB (the default) cost more
@@ -127,7 +127,7 @@ def flatten_hours(
     todo: list[str] = []
     quarantined: set[str] = set()
     for hour in hours:
-        keys = raw_keys(storage, hour)
+        keys = [item.key for item in raw_objects(storage, hour)]
         done = set() if reprocess else {item.key for item in storage.list(flat_prefix(hour))}
         pending = [key for key in keys if flat_key(key) not in done and (reprocess or flat_key(key) not in merged)]
         report.skipped += len(keys) - len(pending)
@@ -300,27 +300,33 @@ def merged_flatfiles(storage: Storage, location: TableLocation, hours: Iterable[
     return dict(merged)
 
 
-def pending_raw_keys(storage: Storage, location: TableLocation, hours: Iterable[datetime] | None = None) -> dict[datetime, list[str]]:
-    """Raw objects not yet in the table, by arrival hour: never flattened and never merged, or flattened
-    but not merged at the flatfile's current size (a run stopped between flattening and merging, or a
-    quarantine replay that added records); not those set aside. All of raw/ when `hours` is None."""
+def pending_raw_objects(storage: Storage, location: TableLocation, hours: Iterable[datetime] | None = None) -> list[ObjectInfo]:
+    """Raw objects not yet in the table: never flattened and never merged, or flattened but not merged at
+    the flatfile's current size (a run stopped between flattening and merging, or a quarantine replay that
+    added records); not those set aside. All of raw/ when `hours` is None."""
     if hours is None:
-        raw = [item.key for item in storage.list(RAW)]
+        raw = [item for item in storage.list(RAW) if hour_of_raw_key(item.key) is not None]
         flat = storage.list(FLATFILES)
     else:
         hours = list(hours)
-        raw = [key for hour in hours for key in raw_keys(storage, hour)]
+        raw = [item for hour in hours for item in raw_objects(storage, hour)]
         flat = (item for hour in hours for item in storage.list(flat_prefix(hour)))
     sizes = {item.key: item.size for item in flat}
     merged = merged_flatfiles(storage, location, hours)
     aside = set_aside_objects(storage)
-    pending: dict[datetime, list[str]] = defaultdict(list)
-    for key in raw:
-        hour = hour_of_raw_key(key)
+
+    def unmerged(key: str) -> bool:
         flat_size, merged_sizes = sizes.get(flat_key(key)), merged.get(flat_key(key), set())
-        unmerged = not merged_sizes if flat_size is None else flat_size not in merged_sizes
-        if hour is not None and unmerged and key not in aside:
-            pending[hour].append(key)
+        return not merged_sizes if flat_size is None else flat_size not in merged_sizes
+
+    return [item for item in raw if unmerged(item.key) and item.key not in aside]
+
+
+def pending_raw_keys(storage: Storage, location: TableLocation, hours: Iterable[datetime] | None = None) -> dict[datetime, list[str]]:
+    """The keys of `pending_raw_objects`, by arrival hour."""
+    pending: dict[datetime, list[str]] = defaultdict(list)
+    for item in pending_raw_objects(storage, location, hours):
+        pending[hour_of_raw_key(item.key)].append(item.key)
     return dict(sorted(pending.items()))
 
 
