@@ -79,11 +79,70 @@ def run(args: argparse.Namespace) -> int:
     """Process everything pending through Dagster, in this process."""
     from ctr_assets.api import run_pipeline
 
-    return _report(run_pipeline(args.storage, verbose=args.verbose, create=args.create, say=print))
+    with _Progress() as progress:
+        summary = run_pipeline(args.storage, verbose=args.verbose, create=args.create, say=progress.say,
+                               show=progress.show)
+    return _report(summary)
+
+
+class _Progress:
+    """What a run is doing while it runs: on a terminal, the flatten step as one live line (tqdm: objects,
+    records, rate, time left); otherwise plain lines, each flushed as it happens, so a pipe or a log file
+    sees them then, not all at exit."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self.live = self.stream.isatty()
+        self.bar = None
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, *exception) -> None:
+        self._close_bar()
+
+    def say(self, line: str) -> None:
+        self._close_bar()
+        print(line, file=self.stream, flush=True)
+
+    def show(self, counts: dict) -> None:
+        if not self.live:
+            print(_progress_line(counts), file=self.stream, flush=True)
+            return
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=counts["objects_total"], unit=" objects", desc="    flattening", file=self.stream,
+                            dynamic_ncols=True, leave=True)
+        self.bar.set_postfix_str(f"{counts['records_in']} records", refresh=False)
+        self.bar.update(counts["objects_done"] - self.bar.n)
+
+    def _close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _progress_line(counts: dict) -> str:
+    """One flatten progress line: objects done of all, records (written + quarantined), rate, time left."""
+    done, total, seconds = counts["objects_done"], counts["objects_total"], counts["seconds"]
+    rate = counts["records_in"] / seconds if seconds else 0
+    left = seconds / done * (total - done) if done else 0
+    return (f"    flattened {done}/{total} objects: {counts['records_in']} records ({counts['records_written']} "
+            f"written, {counts['records_quarantined']} quarantined), {rate:,.0f} records/s, "
+            f"{f'about {left:.0f} s left' if done < total else f'{seconds:.1f} s'}")
 
 
 def _report(summary) -> int:
-    """Print what the runs did (their records' counts), each failure on standard error; 1 when one failed."""
+    """Print what the runs did (their records' counts); when a step failed, instead one line saying which step,
+    why and what to do, on standard error, and 1 (a failed run must never look like a finished one)."""
+    for check in summary.failed_checks:
+        print(f"FAILED check {check}", file=sys.stderr)
+    if summary.failed_steps:
+        for failure in summary.failed_steps:
+            step = f" in step {failure.step}" if failure.step else ""
+            print(f"ctr-assets: run failed{step}: {failure.reason}; {failure.remedy}", file=sys.stderr)
+        return 1
     flattened, merged, replayed = summary.flattened, summary.merged, summary.replayed
     print(f"storage:   {summary.storage_url}")
     reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(summary.quarantined_by_reason.items()))
@@ -99,10 +158,6 @@ def _report(summary) -> int:
           f"{merged.get('duplicates_in_batch', 0)} duplicates collapsed)")
     if summary.dashboard:
         print(f"dashboard: {summary.dashboard}")
-    for check in summary.failed_checks:
-        print(f"FAILED check {check}", file=sys.stderr)
-    for failure in summary.failed_runs:
-        print(f"FAILED run {failure}", file=sys.stderr)
     return 0 if summary.ok else 1
 
 
@@ -214,7 +269,10 @@ def quarantine_replay(args: argparse.Namespace) -> int:
     """Replay quarantined items through the current record logic; the ones that now pass go to the table."""
     from ctr_assets.api import replay_quarantine
 
-    return _report(replay_quarantine(args.storage, args.reason, verbose=args.verbose, say=print))
+    with _Progress() as progress:
+        summary = replay_quarantine(args.storage, args.reason, verbose=args.verbose, say=progress.say,
+                                    show=progress.show)
+    return _report(summary)
 
 
 def migrate(args: argparse.Namespace) -> int:
