@@ -291,15 +291,58 @@ def migrate(args: argparse.Namespace) -> int:
 
 
 def ui(args: argparse.Namespace) -> int:
-    """Start the Dagster UI on the instance the CLI and the API use, bound to this machine only."""
+    """Start the Dagster UI on the instance the CLI and the API use, bound to this machine only; and, when the
+    dashboard link is an address on this machine (on a folder, by default), serve dashboards/ there, so the
+    link in the UI opens the page. SIGTERM or Ctrl-C stops both."""
     import os
+    import signal
+    import subprocess
+    import threading
+    from urllib.parse import urlsplit
 
     from ctr_assets.api import persistent_instance
+    from ctr_assets.lake.layout import DASHBOARDS
 
+    settings = CtrSettings.from_env(storage_url=args.storage)
     home = persistent_instance().root_directory
+    environment = {**os.environ, "DAGSTER_HOME": home, "CTR_STORAGE_URL": settings.storage_url}
+    address = urlsplit(settings.dashboard_folder_url or "")
+    server = None
+    if not settings.is_s3 and address.scheme == "http" and address.hostname in ("127.0.0.1", "localhost"):
+        server = _folder_server(os.path.join(settings.storage_url, DASHBOARDS), address.port or 80)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        print(f"dashboards/ on {settings.dashboard_folder_url}", flush=True)
     print(f"Dagster UI on http://127.0.0.1:{args.port} (instance {home}); Ctrl-C stops it", flush=True)
-    os.environ["DAGSTER_HOME"] = home
-    os.execvp("dagster", ["dagster", "dev", "-m", "ctr_assets.definitions", "-h", "127.0.0.1", "-p", str(args.port)])
+    # Through this Python: `.venv/bin/ctr-assets ui` must work without the virtualenv on PATH.
+    dagster = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-m", "ctr_assets.definitions",
+                                "-h", "127.0.0.1", "-p", str(args.port)], env=environment)
+    signal.signal(signal.SIGTERM, lambda *_: dagster.send_signal(signal.SIGTERM))
+    try:
+        while True:
+            try:
+                return dagster.wait()
+            except KeyboardInterrupt:  # Ctrl-C reached dagster dev too (one process group): let it stop
+                continue
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+def _folder_server(folder: str, port: int):
+    """An HTTP server of `folder` on 127.0.0.1:`port` (the standard library's), without a request log."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format, *args) -> None:
+            pass
+
+    try:
+        return ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Quiet, directory=folder))
+    except OSError as error:
+        raise SettingError(f"CTR_DASHBOARD_URL: cannot serve dashboards/ on 127.0.0.1:{port} ({error.strerror}): "
+                           "stop what uses the port, or set CTR_DASHBOARD_URL to another address") from None
 
 
 def retention(args: argparse.Namespace) -> int:
