@@ -106,6 +106,8 @@ def test_a_bad_setting_is_one_clear_line_naming_it(tmp_path):
     (["run", "--verbose", "--bogus"], {}, "unrecognized arguments: --bogus"),
     (["query"], {}, "the following arguments are required: sql"),
     (["ui", "--port", "70000"], {}, "argument --port: expected a whole number from 1 to 65535"),
+    (["ui"], {"CTR_DASHBOARD_URL": "file:///srv/reports/"}, "CTR_DASHBOARD_URL: 'file:///srv/reports/' is not an "
+                                                           "http(s):// address"),
     (["run"], {"CTR_FIRST_HOUR": "2026-03-02 08:00"}, "CTR_FIRST_HOUR: '2026-03-02 08:00' is not an hour"),
     (["run"], {"CTR_DUCKDB_PATH": "a-file/ctr.duckdb"}, "a-file: File exists"),
 ])

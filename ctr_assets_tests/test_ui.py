@@ -4,6 +4,7 @@ http (a browser does not follow a file:// link from the UI's page); on a bucket,
 
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -82,3 +83,16 @@ def test_on_a_bucket_the_dashboard_link_is_presigned_and_opens_the_page(s3_setti
 
     published = s3_settings.model_copy(update={"dashboard_url": "https://reports.example.com/connect"})
     assert dashboard_link(published, storage) == "https://reports.example.com/connect/index.html"
+
+
+def test_a_dashboard_address_already_in_use_is_one_line_and_no_ui_starts(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = ctr_assets("ui", "--port", str(free_port()), cwd=tmp_path,
+                            env={"CTR_DASHBOARD_URL": f"http://127.0.0.1:{port}/"})
+    assert result.returncode == 2 and "Dagster UI on" not in result.stdout
+    assert result.stderr == (f"ctr-assets: error: CTR_DASHBOARD_URL: cannot serve dashboards/ on 127.0.0.1:{port} "
+                             "(Address already in use): stop what uses the port, or set CTR_DASHBOARD_URL to another "
+                             "address\n")
