@@ -124,13 +124,16 @@ class _Progress:
 
 
 def _progress_line(counts: dict) -> str:
-    """One flatten progress line: objects done of all, records (written + quarantined), rate, time left."""
+    """One flatten progress line: objects done of all, records (written + quarantined), then the rate and the
+    time left once there is a second to judge them by (the first objects also pay for starting the workers)."""
     done, total, seconds = counts["objects_done"], counts["objects_total"], counts["seconds"]
-    rate = counts["records_in"] / seconds if seconds else 0
-    left = seconds / done * (total - done) if done else 0
-    return (f"    flattened {done}/{total} objects: {counts['records_in']} records ({counts['records_written']} "
-            f"written, {counts['records_quarantined']} quarantined), {rate:,.0f} records/s, "
-            f"{f'about {left:.0f} s left' if done < total else f'{seconds:.1f} s'}")
+    line = (f"    flattened {done}/{total} objects: {counts['records_in']} records ({counts['records_written']} "
+            f"written, {counts['records_quarantined']} quarantined)")
+    if done == total:
+        return f"{line}, {counts['records_in'] / max(seconds, 1e-3):,.0f} records/s, {seconds:.1f} s"
+    if seconds < 1:
+        return line
+    return f"{line}, {counts['records_in'] / seconds:,.0f} records/s, about {seconds / done * (total - done):.0f} s left"
 
 
 def _report(summary) -> int:

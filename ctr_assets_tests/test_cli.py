@@ -1,6 +1,7 @@
 """`ctr-assets` as a user runs it: real processes, real folders, a real S3 API."""
 
 import os
+import pty
 import re
 import shutil
 import signal
@@ -290,6 +291,7 @@ def test_a_long_run_shows_its_progress_as_it_goes_when_piped(backlog, tmp_path):
         assert written + quarantined == records and 0 < done <= total
     assert [count[0] for count in counts] == sorted(count[0] for count in counts)
     done, total, records, written, quarantined = counts[-1]
+    assert re.search(r", [\d,]+ records/s, [\d.]+ s$", progress[-1][0].group(0))
     assert done == total == len([path for path in (backlog / "raw").rglob("*") if path.is_file()])
     summary = next(line for line, _ in lines if line.startswith("records:"))
     assert summary.startswith(f"records:   {records} in, {written} written, {quarantined} quarantined")
@@ -298,8 +300,33 @@ def test_a_long_run_shows_its_progress_as_it_goes_when_piped(backlog, tmp_path):
     assert steps[2] == "ctr: started" and steps[3].startswith("ctr: done in ")
 
 
-FLATTEN_PROGRESS = (r"    flattened (\d+)/(\d+) objects: (\d+) records \((\d+) written, (\d+) quarantined\), "
-                    r"[\d,]+ records/s, (?:about \d+ s left|[\d.]+ s)")
+def test_on_a_terminal_the_flatten_progress_is_one_live_line(backlog, tmp_path):
+    shutil.copytree(backlog, tmp_path / "ctr_data")
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen([*CLI, "run"], cwd=tmp_path, env=cli_environment(), stdout=terminal,
+                               stderr=subprocess.PIPE)
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal closed: the process has exited
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(controller)
+    assert process.wait(timeout=300) == 0, process.stderr.read()
+
+    text = output.decode()
+    objects = len([path for path in (backlog / "raw").rglob("*") if path.is_file()])
+    assert "flattening: 100%|" in text and f"{objects}/{objects} [" in text and " objects/s" in text
+    assert "\r" in text.split("flattened: started")[1].split("flattened: done")[0]  # redrawn in place
+    assert not re.search(r"^ +flattened \d+/\d+ objects", text, re.M)  # no plain lines on a terminal
+
+
+FLATTEN_PROGRESS = (r"    flattened (\d+)/(\d+) objects: (\d+) records \((\d+) written, (\d+) quarantined\)"
+                    r"(?:, [\d,]+ records/s, (?:about \d+ s left|[\d.]+ s))?")
 
 
 def test_a_merge_out_of_memory_fails_the_run_in_one_line_saying_what_to_change(backlog, tmp_path):
