@@ -321,11 +321,17 @@ def ui(args: argparse.Namespace) -> int:
                                 "-h", "127.0.0.1", "-p", str(args.port)], env=environment)
     signal.signal(signal.SIGTERM, lambda *_: dagster.send_signal(signal.SIGTERM))
     try:
-        while True:
+        while dagster.poll() is None:
             try:
-                return dagster.wait()
-            except KeyboardInterrupt:  # Ctrl-C reached dagster dev too (one process group): let it stop
-                continue
+                dagster.wait()
+            except KeyboardInterrupt:
+                # Ctrl-C in a terminal reaches dagster dev too (one process group) and it stops on its own;
+                # an interrupt sent to this process alone does not, so it is told after a grace period.
+                try:
+                    dagster.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    dagster.send_signal(signal.SIGTERM)
+        return dagster.returncode if dagster.returncode >= 0 else 128 - dagster.returncode
     finally:
         if server is not None:
             server.shutdown()
