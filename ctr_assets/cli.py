@@ -311,7 +311,8 @@ def ui(args: argparse.Namespace) -> int:
     environment = {**os.environ, "DAGSTER_HOME": home, "CTR_STORAGE_URL": settings.storage_url}
     address = urlsplit(settings.dashboard_folder_url or "")
     server = None
-    if not settings.is_s3 and address.scheme == "http" and address.hostname in ("127.0.0.1", "localhost"):
+    if (not settings.is_s3 and address.scheme == "http" and address.hostname in ("127.0.0.1", "localhost")
+            and address.path == "/"):
         server = _folder_server(os.path.join(settings.storage_url, DASHBOARDS), address.port or 80)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         print(f"dashboards/ on {settings.dashboard_folder_url}", flush=True)
@@ -339,16 +340,27 @@ def ui(args: argparse.Namespace) -> int:
 
 
 def _folder_server(folder: str, port: int):
-    """An HTTP server of `folder` on 127.0.0.1:`port` (the standard library's), without a request log."""
+    """An HTTP server of `folder` on 127.0.0.1:`port` (the standard library's), without a request log; like the
+    storage itself, it never follows a link out of the folder."""
     import functools
+    import os
+    from http import HTTPStatus
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-    class Quiet(SimpleHTTPRequestHandler):
+    root = os.path.realpath(folder)
+
+    class Dashboards(SimpleHTTPRequestHandler):
+        def send_head(self):
+            if os.path.commonpath([root, os.path.realpath(self.translate_path(self.path))]) != root:
+                self.send_error(HTTPStatus.NOT_FOUND)
+                return None
+            return super().send_head()
+
         def log_message(self, format, *args) -> None:
             pass
 
     try:
-        return ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Quiet, directory=folder))
+        return ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Dashboards, directory=folder))
     except OSError as error:
         raise SettingError(f"CTR_DASHBOARD_URL: cannot serve dashboards/ on 127.0.0.1:{port} ({error.strerror}): "
                            "stop what uses the port, or set CTR_DASHBOARD_URL to another address") from None

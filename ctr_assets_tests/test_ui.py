@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from urllib.parse import parse_qs, urlsplit
 
@@ -55,6 +56,10 @@ def test_the_ui_shows_the_hours_the_cli_processed_and_its_dashboard_link_opens_t
         assert link == f"http://127.0.0.1:{dashboard_port}/index.html"
         with urllib.request.urlopen(link, timeout=10) as page:
             assert page.read() == (tmp_path / "ctr_data" / "dashboards" / "index.html").read_bytes()
+        (tmp_path / "secret.txt").write_text("not a dashboard")
+        (tmp_path / "ctr_data" / "dashboards" / "outside").symlink_to(tmp_path)
+        with pytest.raises(urllib.error.HTTPError, match="404"):  # a link out of dashboards/ is not followed
+            urllib.request.urlopen(f"http://127.0.0.1:{dashboard_port}/outside/secret.txt", timeout=10)
     finally:
         ui.send_signal(signal.SIGTERM)  # it stops dagster dev, then itself
         try:
