@@ -10,10 +10,10 @@ import pytest
 
 from ctr_assets.api import run_pipeline
 from ctr_assets.cli import main
-from ctr_assets.definitions import hourly_partitions
+from ctr_assets.definitions import build_definitions, hourly_partitions
 from ctr_assets.defs.assets import build_assets
 from ctr_assets.defs.dashboards import build_dashboard_assets
-from ctr_assets.defs.resources import storage_for, table_for, warehouse_for
+from ctr_assets.defs.resources import storage_for, table_for
 from ctr_assets.metrics.alerts import interval_label, latest_interval
 from ctr_assets.metrics.warehouse import (
     build_aggregate,
@@ -40,8 +40,7 @@ def alert_lines(status: str) -> list[str]:
 def materialize(settings, *names: str) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         build_assets(hourly_partitions(settings)) + build_dashboard_assets(), selection=list(names), instance=dg.DagsterInstance.ephemeral(),
-        resources={"storage": storage_for(settings), "table": table_for(settings, storage_for(settings)),
-                   "warehouse": warehouse_for(settings), "settings": settings},
+        resources=build_definitions(settings).resources,
         raise_on_error=False)
 
 
@@ -150,6 +149,7 @@ def test_alerts_pass_when_no_queue_crosses_and_status_says_so(alerting, capsys, 
 
 
 def test_status_before_any_dashboard_says_how_to_get_one(tmp_path, capsys):
+    (tmp_path / "data" / "raw").mkdir(parents=True)  # a storage (it has raw/) that nothing was run on yet
     assert main(["status", "--storage", str(tmp_path / "data")]) == 0
     assert alert_lines(capsys.readouterr().out) == [
         "alerts:       no dashboard tables yet: `ctr-assets run` builds them"]
