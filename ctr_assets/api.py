@@ -7,22 +7,24 @@ did is read back from its records: each asset's structured `summary` metadata an
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import dagster as dg
+from dagster._core.log_manager import LOG_RECORD_METADATA_ATTR
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
 from ctr_assets.definitions import DASHBOARD_JOB, ETL_JOB, build_definitions, covering
-from ctr_assets.defs.assets import CTR, FLATTENED, SCHEMA_FILE, SUMMARY
+from ctr_assets.defs.assets import CTR, FLATTENED, PROGRESS, SCHEMA_FILE, SUMMARY
 from ctr_assets.defs.dashboards import DASHBOARD_FILE
 from ctr_assets.defs.resources import storage_for, table_for
 from ctr_assets.lake.iceberg import load_table
@@ -30,6 +32,7 @@ from ctr_assets.lake.layout import RAW, partition_of_hour
 from ctr_assets.lake.pipeline import pending_raw_keys
 from ctr_assets.lake.quarantine import quarantined_hours
 from ctr_assets.lake.storage import Storage, StorageError
+from ctr_assets.metrics.warehouse import spill_folder
 from ctr_assets.settings import CtrSettings
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
@@ -39,6 +42,24 @@ PROCESS_TAG, HOST_TAG = "ctr-assets/pid", "ctr-assets/host"
 # Quiet: failures are summarized in one line each (PipelineSummary.failed_runs) instead of Dagster's stack traces.
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 PROGRESS_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+# The logger that hands step starts and ends and the flatten step's counts to the caller as they happen.
+PROGRESS_LOGGER = "ctr_assets_progress"
+# The error DuckDB raises when a query outgrows its memory limit and cannot spill (duckdb.OutOfMemoryException).
+OUT_OF_MEMORY = "OutOfMemoryException"
+Say = Callable[[str], None]
+Show = Callable[[dict], None]
+
+
+class StepFailure(NamedTuple):
+    """One failed step of a run: which, why (one line), and what the user can do about it."""
+
+    run_id: str
+    step: str
+    reason: str
+    remedy: str
+
+    def __str__(self) -> str:
+        return f"{self.run_id}: {self.step}: {self.reason}"
 
 
 def dagster_home() -> Path:
@@ -69,12 +90,17 @@ class PipelineSummary:
     replayed: dict[str, int] = field(default_factory=dict)  # quarantine replay: items examined, replayed
     table_rows: int = 0
     failed_checks: list[str] = field(default_factory=list)
-    failed_runs: list[str] = field(default_factory=list)  # "run id: step: why", one per failed step
+    failed_steps: list[StepFailure] = field(default_factory=list)
     dashboard: str | None = None
 
     @property
+    def failed_runs(self) -> list[str]:
+        """One "run id: step: why" line per failed step."""
+        return [str(failure) for failure in self.failed_steps]
+
+    @property
     def ok(self) -> bool:
-        return not self.failed_checks and not self.failed_runs
+        return not self.failed_checks and not self.failed_steps
 
 
 def open_storage(settings: CtrSettings, create: bool = False) -> Storage:
@@ -105,16 +131,18 @@ def run_pipeline(
     instance: dg.DagsterInstance | None = None,
     verbose: bool = False,
     create: bool = False,
-    say: Callable[[str], None] = lambda line: None,
+    say: Say = lambda line: None,
+    show: Show = lambda counts: None,
 ) -> PipelineSummary:
     """Flatten and merge every arrival hour with raw objects not yet in the table, then refresh the catalog,
     aggregates and dashboard, all through Dagster in this process. Safe to repeat: a second call finds
     nothing pending and changes nothing. A storage problem inside a run is raised as the StorageError it
     was, so callers see the same one line whether it happened before a run or in one. `settings` replaces
     the CTR_* variables (and `storage_url`) when given; a storage that does not exist is refused unless
-    `create`."""
+    `create`. While it works, `say` gets a line per step started and finished, `show` the flatten step's
+    counts (FlattenProgress.counts) about once a second: a long backlog is never silent."""
     settings = settings or CtrSettings.from_env(storage_url=storage_url)
-    runner = _Runner(settings, instance or persistent_instance(), verbose, create, say)
+    runner = _Runner(settings, instance or persistent_instance(), verbose, create, say, show)
     pending = pending_raw_keys(runner.storage, runner.table)
     ranges = backlog_range(list(pending))
     say(f"{sum(map(len, pending.values()))} raw objects pending in {len(pending)} arrival hours "
@@ -130,12 +158,14 @@ def replay_quarantine(
     settings: CtrSettings | None = None,
     instance: dg.DagsterInstance | None = None,
     verbose: bool = False,
-    say: Callable[[str], None] = lambda line: None,
+    say: Say = lambda line: None,
+    show: Show = lambda counts: None,
 ) -> PipelineSummary:
     """Rerun quarantined items (those of `reason`, when given) through the current record rules, as ETL runs
-    over the hours holding them: what now passes reaches the table and the dashboards."""
+    over the hours holding them: what now passes reaches the table and the dashboards. `say` and `show` as
+    for `run_pipeline`."""
     settings = settings or CtrSettings.from_env(storage_url=storage_url)
-    runner = _Runner(settings, instance or persistent_instance(), verbose, False, say)
+    runner = _Runner(settings, instance or persistent_instance(), verbose, False, say, show)
     ranges = backlog_range(quarantined_hours(runner.storage, reason))
     config = {"ops": {FLATTENED.path[-1]: {"config": {"replay_quarantine": True, "replay_reason": reason or ""}}}}
     runner.run_etl(ranges, config)
@@ -146,13 +176,14 @@ class _Runner:
     """Runs the definitions' jobs in one instance and gathers what their records say."""
 
     def __init__(self, settings: CtrSettings, instance: dg.DagsterInstance, verbose: bool, create: bool,
-                 say: Callable[[str], None]):
+                 say: Say, show: Show):
         self.storage = open_storage(settings, create)
         self.settings = settings
         self.definitions = build_definitions(settings, self.storage)
         self.table = table_for(settings, self.storage)
         self.instance = instance
-        self.logs = PROGRESS_LOGS if verbose else QUIET_LOGS
+        self.logs = {"loggers": {**(PROGRESS_LOGS if verbose else QUIET_LOGS)["loggers"], PROGRESS_LOGGER: {}}}
+        self.progress = _progress_logger(say, show)
         self.say = say
         self.summary = PipelineSummary(storage_url=self.storage.url)
         release_runs_of_dead_processes(instance)
@@ -161,14 +192,16 @@ class _Runner:
         settings = covering(self.settings, self.storage, [hour for hours in ranges for hour in hours])
         if settings is not self.settings:
             self.definitions = build_definitions(settings, self.storage)
-        job = self.definitions.resolve_job_def(ETL_JOB)
+        job = self._with_progress(self.definitions.resolve_job_def(ETL_JOB))
         for number, (first, last) in enumerate(ranges, start=1):
             self.say(f"[{number}/{len(ranges)}] hours {partition_of_hour(first)} .. {partition_of_hour(last)}")
             tags = {ASSET_PARTITION_RANGE_START_TAG: partition_of_hour(first),
                     ASSET_PARTITION_RANGE_END_TAG: partition_of_hour(last)}
+            failed = len(self.summary.failed_steps)
             self._execute(job, tags, {**self.logs, **config})
             self.summary.hours_processed += int((last - first) / timedelta(hours=1)) + 1
-            self.say(_progress_line(self.summary))
+            if len(self.summary.failed_steps) == failed:  # a failed run's counts would read like a result
+                self.say(_progress_line(self.summary))
 
     def finish(self) -> PipelineSummary:
         """Refresh the dashboards when the table changed since they were built, and count the table."""
@@ -176,16 +209,45 @@ class _Runner:
         snapshot = table.current_snapshot() if table is not None else None
         if snapshot is not None and _older_than(self.storage, [DASHBOARD_FILE, SCHEMA_FILE], snapshot.timestamp_ms):
             self.say("refreshing catalog, aggregates and dashboard")
-            self._execute(self.definitions.resolve_job_def(DASHBOARD_JOB), {}, self.logs)
+            self._execute(self._with_progress(self.definitions.resolve_job_def(DASHBOARD_JOB)), {}, self.logs)
         self.summary.table_rows = int(snapshot.summary["total-records"]) if snapshot and snapshot.summary else 0
         if self.storage.exists(DASHBOARD_FILE):
             self.summary.dashboard = self.storage.uri(DASHBOARD_FILE)
         return self.summary
 
+    def _with_progress(self, job: dg.JobDefinition) -> dg.JobDefinition:
+        return job.with_logger_defs({**job.loggers, PROGRESS_LOGGER: self.progress})
+
     def _execute(self, job, tags: dict[str, str], run_config: dict) -> None:
         tags = {**tags, PROCESS_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
         result = job.execute_in_process(instance=self.instance, tags=tags, run_config=run_config, raise_on_error=False)
-        _collect(self.summary, result)
+        _collect(self.summary, result, self.settings)
+
+
+def _progress_logger(say: Say, show: Show) -> dg.LoggerDefinition:
+    """A Dagster logger passing what a run does to the caller while it runs (the runs execute in this
+    process): each step's start and end to `say`, the flatten step's counts to `show`."""
+
+    started: dict[str, float] = {}
+
+    class Progress(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            counts = getattr(record, PROGRESS, None)
+            event = (getattr(record, LOG_RECORD_METADATA_ATTR, None) or {}).get("dagster_event")
+            if counts is not None:
+                show(counts)
+            elif event is not None and event.is_step_start:
+                started[event.step_key] = record.created
+                say(f"    {event.step_key}: started")
+            elif event is not None and event.is_step_success:
+                say(f"    {event.step_key}: done in {record.created - started.get(event.step_key, record.created):.1f} s")
+
+    def build(_context) -> logging.Logger:
+        logger = logging.Logger(PROGRESS_LOGGER, logging.DEBUG)  # step events are DEBUG
+        logger.addHandler(Progress())
+        return logger
+
+    return dg.LoggerDefinition(build, description="step starts and ends and flatten counts, to the caller")
 
 
 def release_runs_of_dead_processes(instance: dg.DagsterInstance) -> list[str]:
@@ -228,14 +290,15 @@ def backlog_range(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
     return [(min(hours), max(hours))] if hours else []
 
 
-def _collect(summary: PipelineSummary, result: dg.ExecuteInProcessResult) -> None:
+def _collect(summary: PipelineSummary, result: dg.ExecuteInProcessResult, settings: CtrSettings) -> None:
     """Add one run's records to the summary: its assets' `summary` metadata, its failed steps and checks."""
     summary.runs.append(result.run_id)
     failures = [event for event in result.all_events if event.is_step_failure]
     _raise_setting_errors(failures)
-    summary.failed_runs += [f"{result.run_id}: {event.step_key}: {_failure_reason(event)}" for event in failures]
+    summary.failed_steps += [StepFailure(result.run_id, event.step_key, _failure_reason(event),
+                                         _remedy(event, result.run_id, settings)) for event in failures]
     if not result.success and not failures:
-        summary.failed_runs.append(result.run_id)
+        summary.failed_steps.append(StepFailure(result.run_id, "", "the run failed", _see_run(result.run_id)))
     # A single-run range reports one materialization per partition, all with the run's metadata: one each.
     reported = {event.asset_key: event.step_materialization_data.materialization.metadata.get(SUMMARY)
                 for event in result.get_asset_materialization_events()}
@@ -263,14 +326,33 @@ def _add(totals: dict[str, int], counts: dict[str, int]) -> None:
 
 
 def _failure_reason(event: dg.DagsterEvent) -> str:
-    """What went wrong, in one line: a `Failure`'s description, else the innermost error's message."""
+    """What went wrong, in one line: a `Failure`'s description, else the innermost error's message (its
+    first line: DuckDB adds paragraphs of generic advice)."""
     failure = event.step_failure_data
     if failure.user_failure_data and failure.user_failure_data.description:
-        return failure.user_failure_data.description
-    error = failure.error
+        return " ".join(failure.user_failure_data.description.split())
+    error = _innermost(failure.error)
+    message = error.message.split(": ", 1)[-1].strip()
+    return f"{error.cls_name}: {message.splitlines()[0] if message else ''}".rstrip(": ")
+
+
+def _innermost(error):
     while error.cause is not None:
         error = error.cause
-    return f"{error.cls_name}: {error.message.split(': ', 1)[-1].strip()}"
+    return error
+
+
+def _remedy(event: dg.DagsterEvent, run_id: str, settings: CtrSettings) -> str:
+    """What to do about a failed step: for DuckDB out of memory, the two knobs; else where the whole story is."""
+    error = event.step_failure_data.error
+    if error is not None and _innermost(error).cls_name == OUT_OF_MEMORY:
+        return (f"raise CTR_DUCKDB_MEMORY_MB (now {settings.duckdb_memory_mb}) or free disk for DuckDB's temp "
+                f"folder ({spill_folder()}), then run again")
+    return _see_run(run_id)
+
+
+def _see_run(run_id: str) -> str:
+    return f"the Dagster run {run_id} has the details (`ctr-assets ui`); fix the cause, then run again"
 
 
 def _raise_setting_errors(failures: list[dg.DagsterEvent]) -> None:

@@ -79,11 +79,73 @@ def run(args: argparse.Namespace) -> int:
     """Process everything pending through Dagster, in this process."""
     from ctr_assets.api import run_pipeline
 
-    return _report(run_pipeline(args.storage, verbose=args.verbose, create=args.create, say=print))
+    with _Progress() as progress:
+        summary = run_pipeline(args.storage, verbose=args.verbose, create=args.create, say=progress.say,
+                               show=progress.show)
+    return _report(summary)
+
+
+class _Progress:
+    """What a run is doing while it runs: on a terminal, the flatten step as one live line (tqdm: objects,
+    records, rate, time left); otherwise plain lines, each flushed as it happens, so a pipe or a log file
+    sees them then, not all at exit."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+        self.live = self.stream.isatty()
+        self.bar = None
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def __exit__(self, *exception) -> None:
+        self._close_bar()
+
+    def say(self, line: str) -> None:
+        self._close_bar()
+        print(line, file=self.stream, flush=True)
+
+    def show(self, counts: dict) -> None:
+        if not self.live:
+            print(_progress_line(counts), file=self.stream, flush=True)
+            return
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=counts["objects_total"], unit=" objects", desc="    flattening", file=self.stream,
+                            dynamic_ncols=True, leave=True)
+        self.bar.set_postfix_str(f"{counts['records_in']} records", refresh=False)
+        self.bar.update(counts["objects_done"] - self.bar.n)
+
+    def _close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _progress_line(counts: dict) -> str:
+    """One flatten progress line: objects done of all, records (written + quarantined), then the rate and the
+    time left once there is a second to judge them by (the first objects also pay for starting the workers)."""
+    done, total, seconds = counts["objects_done"], counts["objects_total"], counts["seconds"]
+    line = (f"    flattened {done}/{total} objects: {counts['records_in']} records ({counts['records_written']} "
+            f"written, {counts['records_quarantined']} quarantined)")
+    if done == total:
+        return f"{line}, {counts['records_in'] / max(seconds, 1e-3):,.0f} records/s, {seconds:.1f} s"
+    if seconds < 1:
+        return line
+    return f"{line}, {counts['records_in'] / seconds:,.0f} records/s, about {seconds / done * (total - done):.0f} s left"
 
 
 def _report(summary) -> int:
-    """Print what the runs did (their records' counts), each failure on standard error; 1 when one failed."""
+    """Print what the runs did (their records' counts); when a step failed, instead one line saying which step,
+    why and what to do, on standard error, and 1 (a failed run must never look like a finished one)."""
+    for check in summary.failed_checks:
+        print(f"FAILED check {check}", file=sys.stderr)
+    if summary.failed_steps:
+        for failure in summary.failed_steps:
+            step = f" in step {failure.step}" if failure.step else ""
+            print(f"ctr-assets: run failed{step}: {failure.reason}; {failure.remedy}", file=sys.stderr)
+        return 1
     flattened, merged, replayed = summary.flattened, summary.merged, summary.replayed
     print(f"storage:   {summary.storage_url}")
     reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(summary.quarantined_by_reason.items()))
@@ -99,10 +161,6 @@ def _report(summary) -> int:
           f"{merged.get('duplicates_in_batch', 0)} duplicates collapsed)")
     if summary.dashboard:
         print(f"dashboard: {summary.dashboard}")
-    for check in summary.failed_checks:
-        print(f"FAILED check {check}", file=sys.stderr)
-    for failure in summary.failed_runs:
-        print(f"FAILED run {failure}", file=sys.stderr)
     return 0 if summary.ok else 1
 
 
@@ -214,7 +272,10 @@ def quarantine_replay(args: argparse.Namespace) -> int:
     """Replay quarantined items through the current record logic; the ones that now pass go to the table."""
     from ctr_assets.api import replay_quarantine
 
-    return _report(replay_quarantine(args.storage, args.reason, verbose=args.verbose, say=print))
+    with _Progress() as progress:
+        summary = replay_quarantine(args.storage, args.reason, verbose=args.verbose, say=progress.say,
+                                    show=progress.show)
+    return _report(summary)
 
 
 def migrate(args: argparse.Namespace) -> int:
@@ -233,15 +294,76 @@ def migrate(args: argparse.Namespace) -> int:
 
 
 def ui(args: argparse.Namespace) -> int:
-    """Start the Dagster UI on the instance the CLI and the API use, bound to this machine only."""
+    """Start the Dagster UI on the instance the CLI and the API use, bound to this machine only; and, when the
+    dashboard link is an address on this machine (on a folder, by default), serve dashboards/ there, so the
+    link in the UI opens the page. SIGTERM or Ctrl-C stops both."""
     import os
+    import signal
+    import subprocess
+    import threading
+    from urllib.parse import urlsplit
 
     from ctr_assets.api import persistent_instance
+    from ctr_assets.lake.layout import DASHBOARDS
 
+    settings = CtrSettings.from_env(storage_url=args.storage)
     home = persistent_instance().root_directory
+    environment = {**os.environ, "DAGSTER_HOME": home, "CTR_STORAGE_URL": settings.storage_url}
+    address = urlsplit(settings.dashboard_folder_url or "")
+    server = None
+    if (not settings.is_s3 and address.scheme == "http" and address.hostname in ("127.0.0.1", "localhost")
+            and address.path == "/"):
+        server = _folder_server(os.path.join(settings.storage_url, DASHBOARDS), address.port or 80)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        print(f"dashboards/ on {settings.dashboard_folder_url}", flush=True)
     print(f"Dagster UI on http://127.0.0.1:{args.port} (instance {home}); Ctrl-C stops it", flush=True)
-    os.environ["DAGSTER_HOME"] = home
-    os.execvp("dagster", ["dagster", "dev", "-m", "ctr_assets.definitions", "-h", "127.0.0.1", "-p", str(args.port)])
+    # Through this Python: `.venv/bin/ctr-assets ui` must work without the virtualenv on PATH.
+    dagster = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-m", "ctr_assets.definitions",
+                                "-h", "127.0.0.1", "-p", str(args.port)], env=environment)
+    signal.signal(signal.SIGTERM, lambda *_: dagster.send_signal(signal.SIGTERM))
+    try:
+        while dagster.poll() is None:
+            try:
+                dagster.wait()
+            except KeyboardInterrupt:
+                # Ctrl-C in a terminal reaches dagster dev too (one process group) and it stops on its own;
+                # an interrupt sent to this process alone does not, so it is told after a grace period.
+                try:
+                    dagster.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    dagster.send_signal(signal.SIGTERM)
+        return dagster.returncode if dagster.returncode >= 0 else 128 - dagster.returncode
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+def _folder_server(folder: str, port: int):
+    """An HTTP server of `folder` on 127.0.0.1:`port` (the standard library's), without a request log; like the
+    storage itself, it never follows a link out of the folder."""
+    import functools
+    import os
+    from http import HTTPStatus
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    root = os.path.realpath(folder)
+
+    class Dashboards(SimpleHTTPRequestHandler):
+        def send_head(self):
+            if os.path.commonpath([root, os.path.realpath(self.translate_path(self.path))]) != root:
+                self.send_error(HTTPStatus.NOT_FOUND)
+                return None
+            return super().send_head()
+
+        def log_message(self, format, *args) -> None:
+            pass
+
+    try:
+        return ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Dashboards, directory=folder))
+    except OSError as error:
+        raise SettingError(f"CTR_DASHBOARD_URL: cannot serve dashboards/ on 127.0.0.1:{port} ({error.strerror}): "
+                           "stop what uses the port, or set CTR_DASHBOARD_URL to another address") from None
 
 
 def retention(args: argparse.Namespace) -> int:

@@ -22,6 +22,8 @@ from pydantic import Field
 from ctr_assets.records.phones import MODES, Protect, phone_protector
 
 DEFAULT_STORAGE_URL = "ctr_data"
+# Where `ctr-assets ui` serves a folder's dashboards/ when CTR_DASHBOARD_URL is not set (beside Dagster's 3000).
+LOCAL_DASHBOARD_URL = "http://127.0.0.1:3001/"
 HASH_SECRET_VARIABLE = "CTR_HASH_SECRET"
 MIN_HASH_SECRET_CHARS = 16
 # S3's bucket naming rules (3-63 characters: lower-case letters, digits, dots and hyphens).
@@ -173,6 +175,11 @@ class CtrSettings(dg.ConfigurableResource):
         default=0, description="CTR_BACKFILL_HOURS_PER_RUN: a backfill of many hours runs as runs of this many "
         "hours each, in parallel as far as the run launcher allows (merges still one at a time); 0: one run.",
     )
+    dashboard_url: str = Field(
+        default="", description="CTR_DASHBOARD_URL: the http(s) address where dashboards/ is published, for the "
+        "dashboard link in the Dagster UI. Empty: on a folder http://127.0.0.1:3001/, which `ctr-assets ui` serves; "
+        "on a bucket a presigned link to the object, valid for 7 days.",
+    )
     phone_numbers: str = Field(
         default="keep",
         description="CTR_PHONE_NUMBERS: keep, mask or hash customer phone numbers before they reach "
@@ -285,6 +292,9 @@ class CtrSettings(dg.ConfigurableResource):
             raise SettingError("CTR_ATHENA_PRICE_PER_TB: must not be negative")
         if self.backfill_hours_per_run < 0:
             raise SettingError("CTR_BACKFILL_HOURS_PER_RUN: must not be negative (0 means one run per backfill)")
+        if self.dashboard_url and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", self.dashboard_url):
+            raise SettingError(f"CTR_DASHBOARD_URL: {self.dashboard_url!r} is not an http(s):// address of a folder "
+                               "(where dashboards/ is published)")
         if self.phone_numbers not in MODES:
             raise SettingError(f"CTR_PHONE_NUMBERS: {self.phone_numbers!r} is not one of {', '.join(MODES)}")
 
@@ -297,6 +307,14 @@ class CtrSettings(dg.ConfigurableResource):
             problem = "is not set" if not secret else f"is shorter than {MIN_HASH_SECRET_CHARS} characters"
             raise SettingError(f"{HASH_SECRET_VARIABLE}: {problem}; CTR_PHONE_NUMBERS=hash needs a secret key")
         return phone_protector(self.phone_numbers, secret.encode())
+
+    @property
+    def dashboard_folder_url(self) -> str | None:
+        """The address of dashboards/ (ending in /): CTR_DASHBOARD_URL, else on a folder the one `ctr-assets ui`
+        serves; None on a bucket without it (each link is then presigned)."""
+        if self.dashboard_url:
+            return self.dashboard_url.rstrip("/") + "/"
+        return None if self.is_s3 else LOCAL_DASHBOARD_URL
 
     @property
     def is_s3(self) -> bool:

@@ -40,7 +40,7 @@ def alert_lines(status: str) -> list[str]:
 def materialize(settings, *names: str) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         build_assets(hourly_partitions(settings)) + build_dashboard_assets(), selection=list(names), instance=dg.DagsterInstance.ephemeral(),
-        resources=dict(build_definitions(settings).resources),
+        resources=build_definitions(settings).resources,
         raise_on_error=False)
 
 
@@ -149,7 +149,7 @@ def test_alerts_pass_when_no_queue_crosses_and_status_says_so(alerting, capsys, 
 
 
 def test_status_before_any_dashboard_says_how_to_get_one(tmp_path, capsys):
-    (tmp_path / "data" / "raw").mkdir(parents=True)
+    (tmp_path / "data" / "raw").mkdir(parents=True)  # a storage (it has raw/) that nothing was run on yet
     assert main(["status", "--storage", str(tmp_path / "data")]) == 0
     assert alert_lines(capsys.readouterr().out) == [
         "alerts:       no dashboard tables yet: `ctr-assets run` builds them"]

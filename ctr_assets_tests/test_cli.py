@@ -1,6 +1,9 @@
 """`ctr-assets` as a user runs it: real processes, real folders, a real S3 API."""
 
 import os
+import pty
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +14,7 @@ import pytest
 
 from ctr_assets.cli import main
 from ctr_assets.defs.resources import storage_for
+from ctr_assets.lake.layout import flat_key
 from ctr_assets.lake.storage import LocalStorage
 from ctr_assets_tests.helpers import write_sample
 
@@ -103,6 +107,8 @@ def test_a_bad_setting_is_one_clear_line_naming_it(tmp_path):
     (["run", "--verbose", "--bogus"], {}, "unrecognized arguments: --bogus"),
     (["query"], {}, "the following arguments are required: sql"),
     (["ui", "--port", "70000"], {}, "argument --port: expected a whole number from 1 to 65535"),
+    (["ui"], {"CTR_DASHBOARD_URL": "file:///srv/reports/"}, "CTR_DASHBOARD_URL: 'file:///srv/reports/' is not an "
+                                                           "http(s):// address"),
     (["run"], {"CTR_FIRST_HOUR": "2026-03-02 08:00"}, "CTR_FIRST_HOUR: '2026-03-02 08:00' is not an hour"),
     (["run"], {"CTR_DUCKDB_PATH": "a-file/ctr.duckdb"}, "a-file: File exists"),
 ])
@@ -255,3 +261,114 @@ def test_retention_is_a_lifecycle_rule_on_a_bucket_and_a_cleanup_on_a_folder(s3_
     assert main(["retention", "--storage", str(folder)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert "2 day(s)" in out[0] and out[1].startswith("deleted 0 objects older than 24 h")
+
+
+@pytest.fixture(scope="module")
+def backlog(tmp_path_factory) -> Path:
+    """A storage holding a backlog of a few thousand contacts in five arrival hours, never processed: tests
+    copy it."""
+    folder = tmp_path_factory.mktemp("backlog")
+    assert ctr_assets("simulate", "--start", "2026-03-02T08", "--hours", "2", "--contacts-per-hour", "1500",
+                      cwd=folder).returncode == 0
+    return folder / "ctr_data"
+
+
+def test_a_long_run_shows_its_progress_as_it_goes_when_piped(backlog, tmp_path):
+    shutil.copytree(backlog, tmp_path / "ctr_data")
+    process = subprocess.Popen([*CLI, "run"], cwd=tmp_path, env=cli_environment(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    lines = []  # (line, whether the process was still running when it was read)
+    for line in process.stdout:
+        lines.append((line.rstrip("\n"), process.poll() is None))
+    assert process.wait(timeout=300) == 0, process.stderr.read()
+
+    progress = [(re.fullmatch(FLATTEN_PROGRESS, line), running) for line, running in lines
+                if "flattened" in line and "objects" in line]
+    assert len(progress) >= 2 and all(match for match, _ in progress), lines
+    assert all(running for _, running in progress)  # read while the run went on, not printed at exit
+    counts = [tuple(map(int, match.groups())) for match, _ in progress]
+    for done, total, records, written, quarantined in counts:
+        assert written + quarantined == records and 0 < done <= total
+    assert [count[0] for count in counts] == sorted(count[0] for count in counts)
+    done, total, records, written, quarantined = counts[-1]
+    assert re.search(r", [\d,]+ records/s, [\d.]+ s$", progress[-1][0].group(0))
+    assert done == total == len([path for path in (backlog / "raw").rglob("*") if path.is_file()])
+    summary = next(line for line, _ in lines if line.startswith("records:"))
+    assert summary.startswith(f"records:   {records} in, {written} written, {quarantined} quarantined")
+    steps = [line.strip() for line, running in lines if running and line.strip().startswith(("ctr:", "flattened:"))]
+    assert steps[:2] == ["flattened: started", next(s for s in steps if s.startswith("flattened: done in "))]
+    assert steps[2] == "ctr: started" and steps[3].startswith("ctr: done in ")
+
+
+def test_on_a_terminal_the_flatten_progress_is_one_live_line(backlog, tmp_path):
+    shutil.copytree(backlog, tmp_path / "ctr_data")
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen([*CLI, "run"], cwd=tmp_path, env=cli_environment(), stdout=terminal,
+                               stderr=subprocess.PIPE)
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # the terminal closed: the process has exited
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(controller)
+    assert process.wait(timeout=300) == 0, process.stderr.read()
+
+    text = output.decode()
+    objects = len([path for path in (backlog / "raw").rglob("*") if path.is_file()])
+    assert "flattening: 100%|" in text and f"{objects}/{objects} [" in text and " objects/s" in text
+    assert "\r" in text.split("flattened: started")[1].split("flattened: done")[0]  # redrawn in place
+    assert not re.search(r"^ +flattened \d+/\d+ objects", text, re.M)  # no plain lines on a terminal
+
+
+FLATTEN_PROGRESS = (r"    flattened (\d+)/(\d+) objects: (\d+) records \((\d+) written, (\d+) quarantined\)"
+                    r"(?:, [\d,]+ records/s, (?:about \d+ s left|[\d.]+ s))?")
+
+
+def test_a_merge_out_of_memory_fails_the_run_in_one_line_saying_what_to_change(backlog, tmp_path):
+    shutil.copytree(backlog, tmp_path / "ctr_data")
+    spill = tmp_path / "tmp"
+    spill.mkdir()
+    (spill / "ctr_assets_duckdb").write_text("")  # DuckDB cannot spill: 64 MB is all the merge has
+    failed = ctr_assets("run", cwd=tmp_path, env={"CTR_DUCKDB_MEMORY_MB": "64", "TMPDIR": str(spill)})
+
+    assert failed.returncode == 1
+    (line,) = failed.stderr.strip().splitlines()
+    assert line.startswith("ctr-assets: run failed in step ctr: OutOfMemoryException: ")
+    assert line.endswith(f"; raise CTR_DUCKDB_MEMORY_MB (now 64) or free disk for DuckDB's temp folder "
+                         f"({spill}/ctr_assets_duckdb), then run again")
+    assert not re.search(r"^(table|records|storage):", failed.stdout, re.M), failed.stdout
+    assert "rows inserted" not in failed.stdout and "ctr: done" not in failed.stdout
+
+    rerun = ctr_assets("run", cwd=tmp_path)
+    assert rerun.returncode == 0 and re.search(r"^table: +\d+ rows", rerun.stdout, re.M), rerun.stderr
+
+
+def test_a_failed_step_names_itself_and_the_dagster_run_that_tells_the_rest(tmp_path):
+    assert ctr_assets("simulate", "--start", "2026-03-02T08", "--hours", "1", "--contacts-per-hour", "20",
+                      cwd=tmp_path).returncode == 0
+    storage = LocalStorage(root=str(tmp_path / "ctr_data"))
+    raw = next(item.key for item in storage.list("raw/"))
+    # A flatfile the flatten step trusts (it exists) and the merge cannot read: the ctr step fails.
+    storage.write(flat_key(raw), b'{"contactid": "a", "initiationtimestamp": "not a time"}\n')
+
+    failed = ctr_assets("run", cwd=tmp_path)
+
+    assert failed.returncode == 1
+    (line,) = failed.stderr.strip().splitlines()
+    match = re.fullmatch(r"ctr-assets: run failed in step ctr: InvalidInputException: .*\"not a time\".*; "
+                         r"the Dagster run ([0-9a-f-]{36}) has the details \(`ctr-assets ui`\); fix the cause, "
+                         r"then run again", line)
+    assert match, line
+    assert not re.search(r"^(table|records):", failed.stdout, re.M)
+    status = ctr_assets("query", "SELECT 1", cwd=tmp_path)  # the table was never written
+    assert status.returncode == 1 and "no data yet" in status.stderr
+    instance_runs = subprocess.run(
+        [sys.executable, "-c", "import dagster as dg, sys; i = dg.DagsterInstance.from_config(sys.argv[1]); "
+         "print(i.get_run_by_id(sys.argv[2]).status.value)", str(tmp_path / ".dagster_home"), match[1]],
+        capture_output=True, text=True)
+    assert instance_runs.stdout.strip() == "FAILURE", instance_runs.stderr

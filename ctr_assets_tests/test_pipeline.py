@@ -164,7 +164,7 @@ def test_a_failed_run_names_the_object_and_the_reason_and_a_rerun_completes(loca
     broken = next(item.key for item in storage.list("raw/"))
     with monkeypatch.context() as patch:
         patch.setattr("ctr_assets.api.storage_for", lambda _: BrokenStorage(root=settings.storage_url,
-                                                                                      broken=broken))
+                                                                               broken=broken))
         failed = run_pipeline(settings.storage_url, instance=dg.DagsterInstance.ephemeral())
 
     (failure,) = failed.failed_runs

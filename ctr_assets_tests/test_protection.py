@@ -4,18 +4,21 @@ secrets in no log, metadata, message or file; the UI bound to this machine in th
 import gzip
 import io
 import json
+import os
 import re
+import signal
+import subprocess
 from contextlib import closing
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pytest
+from dagster_graphql import DagsterGraphQLClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ctr_assets.api import run_pipeline
-from ctr_assets.cli import main
 from ctr_assets.defs.resources import storage_for, table_for
 from ctr_assets.lake.layout import RAW
 from ctr_assets.metrics.warehouse import refresh_ctr_view, scratch_connection
@@ -23,7 +26,10 @@ from ctr_assets.records.flatten import flatten_object
 from ctr_assets.records.normalize import normalize_key
 from ctr_assets.records.phones import hash_address, mask_address, phone_protector
 from ctr_assets.settings import CtrSettings, SettingError
+from ctr_assets_tests.conftest import free_port
 from ctr_assets_tests.helpers import settings_for, write_sample
+from ctr_assets_tests.test_cli import CLI, cli_environment
+from ctr_assets_tests.test_webserver import wait_until_ready
 
 SECRET = "fake-hash-key-7f3a9c1e5b2d4680"
 AWS_SECRET = "fakeAWSsecretKEY/4b1d0c9e8f7a6b5c4d3e2f1a0"
@@ -142,19 +148,45 @@ def test_with_hashing_on_no_customer_number_reaches_flatfiles_table_or_dashboard
         assert not any(secret.encode() in path.read_bytes() for path in tmp_path.rglob("*") if path.is_file())
 
 
-def test_the_ui_starts_on_this_machine_only(tmp_path, monkeypatch):
-    """`dagster dev` has no authentication: anyone who can reach its port can run the pipeline."""
+def test_the_ui_starts_on_this_machine_only(tmp_path):
+    """`dagster dev` has no authentication: anyone who can reach its port can run the pipeline. `ctr-assets ui`
+    and the dashboards it serves listen on 127.0.0.1 only, as the kernel's socket table says."""
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     commands = [span for span in re.findall(r"`([^`\n]*dagster dev[^`\n]*)`", readme) if span != "dagster dev"]
     assert commands and all("dagster dev -h 127.0.0.1" in command for command in commands)
     assert "0.0.0.0" not in readme and "ctr-assets ui" in readme
-    started = []
-    monkeypatch.setattr("os.execvp", lambda program, argv: started.append(argv))
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
-    main(["ui", "--port", "3999"])
-    ((program, *arguments),) = started
-    assert program == "dagster" and arguments[arguments.index("-h") + 1] == "127.0.0.1"
-    assert arguments[arguments.index("-p") + 1] == "3999" and (tmp_path / "home" / "dagster.yaml").exists()
+    ui_port, dashboard_port = free_port(), free_port()
+    (tmp_path / "ctr_data" / "raw").mkdir(parents=True)
+    log = tmp_path / "ui.log"
+    with log.open("w") as output:
+        ui = subprocess.Popen([*CLI, "ui", "--port", str(ui_port)], cwd=tmp_path, stdout=output,
+                              stderr=subprocess.STDOUT, start_new_session=True,
+                              env=cli_environment({"CTR_DASHBOARD_URL": f"http://127.0.0.1:{dashboard_port}/"}))
+    try:
+        wait_until_ready(DagsterGraphQLClient("127.0.0.1", port_number=ui_port, timeout=30), ui, log)
+        assert listening(ui_port) == {LOOPBACK} and listening(dashboard_port) == {LOOPBACK}
+    finally:
+        ui.send_signal(signal.SIGTERM)
+        try:
+            ui.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(ui.pid, signal.SIGKILL)  # the group started above: ui and its dagster dev
+            raise
+
+
+LOOPBACK = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it
+
+
+def listening(port: int) -> set[str]:
+    """The local addresses where a socket listens on `port` (Linux's socket tables, IPv4 and IPv6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, local_port = local.rsplit(":", 1)
+            if state == "0A" and int(local_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
 
 
 # Spellings that normalize to one name (so a record holding two of them gets `_2`, `_3` copies), and keys

@@ -18,6 +18,7 @@ from ctr_assets.lake.iceberg import TableLocation, load_table, schema_tree
 from ctr_assets.lake.layout import CATALOG, hour_of_partition, partition_of_hour
 from ctr_assets.lake.maintenance import maintain
 from ctr_assets.lake.pipeline import (
+    FlattenProgress,
     FlattenReport,
     ObjectFailed,
     conservation_problems,
@@ -42,6 +43,8 @@ QUARANTINE_RATE = "quarantine_rate"
 SCHEMA_FILE = f"{CATALOG}schema.json"
 # The metadata entry holding an asset's counts as JSON, for programs (the UI shows the other entries).
 SUMMARY = "summary"
+# The log record attribute carrying the flatten step's counts as it goes (FlattenProgress.counts).
+PROGRESS = "ctr_progress"
 
 
 class FlattenConfig(dg.Config):
@@ -92,9 +95,13 @@ def build_assets(partitions: dg.PartitionsDefinition, backfill: dg.BackfillPolic
                 check_results=_flatten_checks(replay.problems, replay.examined, failing / (replay.examined or 1),
                                               settings.quarantine_rate_threshold))
 
+        counted = FlattenProgress()
+
         def progress(done: int, total: int, stats) -> None:
-            if done == total or done % max(total // 10, 1) == 0:
-                context.log.info(f"flattened {done}/{total} objects (last: {stats.source_key})")
+            # In the run's log for the UI; the counts ride along for the CLI's progress line (api.py).
+            if counted.add(done, total, stats):
+                context.log.info(f"flattened {done}/{total} objects, {counted.records_in} records "
+                                 f"(last: {stats.source_key})", extra={PROGRESS: counted.counts()})
 
         try:
             report = flatten_hours(storage, hours, config.reprocess, progress, settings.phone_protector(),

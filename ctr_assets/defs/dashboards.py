@@ -22,7 +22,9 @@ from ctr_assets.metrics.warehouse import (
 from ctr_assets.settings import CtrSettings
 
 DASHBOARD = dg.AssetKey("dashboard")
-DASHBOARD_FILE = f"{DASHBOARDS}index.html"
+DASHBOARD_PAGE = "index.html"
+DASHBOARD_FILE = f"{DASHBOARDS}{DASHBOARD_PAGE}"
+PRESIGNED_SECONDS = 7 * 24 * 3600  # the longest a SigV4 presigned link can be valid
 QUEUE_METRICS = dg.AssetKey("queue_interval_metrics")
 # The alerts, as warnings on queue_interval_metrics: where the data is, in the UI and `ctr-assets status`.
 ALERTS = {
@@ -94,16 +96,26 @@ def _alert(kind: str, queues: list) -> dg.AssetCheckResult:
 
 
 @dg.asset(key=DASHBOARD, deps=[dg.AssetKey(name) for name in AGGREGATES], group_name="dashboards", kinds={"html"})
-def dashboard_page(storage: Storage, warehouse: DuckDBResource):
-    """One self-contained HTML page (no network needed to view it) under dashboards/index.html."""
+def dashboard_page(storage: Storage, warehouse: DuckDBResource, settings: CtrSettings):
+    """One self-contained HTML page (no network needed to view it) under dashboards/index.html; its `url`
+    opens it from the UI (CTR_DASHBOARD_URL)."""
     with warehouse.get_connection() as connection:
         page = dashboard.render_dashboard(connection).encode()
     storage.write(DASHBOARD_FILE, page)
     location = storage.uri(DASHBOARD_FILE)
     return dg.MaterializeResult(
-        metadata={"url": dg.MetadataValue.url(_browser_url(location)), "path": dg.MetadataValue.path(location),
-                  "bytes": len(page)}
+        metadata={"url": dg.MetadataValue.url(dashboard_link(settings, storage)),
+                  "path": dg.MetadataValue.path(location), "bytes": len(page)}
     )
+
+
+def dashboard_link(settings: CtrSettings, storage: Storage) -> str:
+    """An http(s) link to the page, since a browser does not open a file:// link from the UI's http page:
+    under CTR_DASHBOARD_URL, else the folder `ctr-assets ui` serves, else (a bucket) a presigned link."""
+    folder = settings.dashboard_folder_url
+    if folder is not None:
+        return folder + DASHBOARD_PAGE
+    return storage.presigned_url(DASHBOARD_FILE, PRESIGNED_SECONDS, "text/html; charset=utf-8")
 
 
 def _aggregate_description(name: str) -> str:
@@ -112,6 +124,3 @@ def _aggregate_description(name: str) -> str:
         line.removeprefix("--").strip() for line in metric_sql(name).splitlines() if line.startswith("--")
     )
 
-
-def _browser_url(location: str) -> str:
-    return location if "://" in location else f"file://{location}"

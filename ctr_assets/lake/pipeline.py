@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -79,6 +80,40 @@ class FlattenReport:
         for stats in self.objects:
             total.add(stats)
         return total
+
+
+@dataclass
+class FlattenProgress:
+    """Where a flatten step stands, for the progress a person watches: objects done of all, the records of
+    those objects, seconds since it began. `due` says when the next report is worth making: at most every
+    `every` seconds, and the last one, so a backlog of thousands of objects gives a few lines, not thousands."""
+
+    every: float = 1.0
+    objects_total: int = 0
+    objects_done: int = 0
+    records_in: int = 0
+    records_written: int = 0
+    records_quarantined: int = 0
+    seconds: float = 0.0
+    _started: float = field(default_factory=time.monotonic, repr=False)
+    _reported: float = field(default=float("-inf"), repr=False)
+
+    def add(self, done: int, total: int, stats: FlattenStats) -> bool:
+        """Count one more object (the `Progress` callback's arguments); True when a report is due."""
+        self.objects_done, self.objects_total = done, total
+        self.records_in += stats.records_in
+        self.records_written += stats.records_written
+        self.records_quarantined += stats.records_quarantined
+        now = time.monotonic()
+        self.seconds = now - self._started
+        if done < total and now - self._reported < self.every:
+            return False
+        self._reported = now
+        return True
+
+    def counts(self) -> dict[str, int | float]:
+        return {name: getattr(self, name) for name in ("objects_done", "objects_total", "records_in",
+                                                      "records_written", "records_quarantined", "seconds")}
 
 
 def raw_objects(storage: Storage, hour: datetime) -> list[ObjectInfo]:

@@ -121,9 +121,14 @@ def scratch_connection(memory_mb: int = 1024) -> duckdb.DuckDBPyConnection:
     connection = duckdb.connect()
     connection.execute(f"SET memory_limit = '{memory_mb}MB'")
     connection.execute(f"SET threads = {max(1, min(os.cpu_count() or 1, memory_mb // MEMORY_PER_THREAD_MB))}")
-    connection.execute(f"SET temp_directory = {sql_text(tempfile.gettempdir() + '/ctr_assets_duckdb')}")
+    connection.execute(f"SET temp_directory = {sql_text(spill_folder())}")
     connection.execute("SET preserve_insertion_order = false")
     return connection
+
+
+def spill_folder() -> str:
+    """Where the pipeline's DuckDB connections spill what does not fit in their memory."""
+    return os.path.join(tempfile.gettempdir(), "ctr_assets_duckdb")
 
 
 def refresh_ctr_view(connection: Any, storage: Storage, table: TableLocation, snapshot_id: int | None = None) -> bool:
