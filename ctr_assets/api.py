@@ -31,7 +31,7 @@ from ctr_assets.lake.iceberg import load_table
 from ctr_assets.lake.layout import RAW, partition_of_hour
 from ctr_assets.lake.pipeline import pending_raw_keys
 from ctr_assets.lake.quarantine import quarantined_hours
-from ctr_assets.lake.storage import Storage, StorageError
+from ctr_assets.lake.storage import Storage, StorageError, process_alive
 from ctr_assets.metrics.warehouse import spill_folder
 from ctr_assets.settings import CtrSettings
 
@@ -258,22 +258,12 @@ def release_runs_of_dead_processes(instance: dg.DagsterInstance) -> list[str]:
     filters = dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING],
                             tags={HOST_TAG: socket.gethostname()})
     for run in instance.get_runs(filters):
-        if _process_alive(int(run.tags.get(PROCESS_TAG, "0"))):
+        if process_alive(int(run.tags.get(PROCESS_TAG, "0"))):
             continue
         instance.report_run_failed(run, f"the process running it ({run.tags.get(PROCESS_TAG)}) is gone")
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         released.append(run.run_id)
     return released
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return pid > 0
 
 
 def _older_than(storage, keys: list[str], moment_ms: int) -> bool:
