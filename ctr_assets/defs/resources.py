@@ -16,7 +16,7 @@ from ctr_assets.lake.iceberg import GLUE, TableLocation
 from ctr_assets.lake.layout import ICEBERG_CATALOG, TABLE_PREFIX
 from ctr_assets.lake.local_io import local_io_properties
 from ctr_assets.lake.storage import LocalStorage, Storage
-from ctr_assets.metrics.warehouse import Warehouse
+from ctr_assets.metrics.warehouse import Warehouse, bounded_config
 from ctr_assets.settings import CtrSettings
 
 
@@ -50,7 +50,7 @@ def warehouse_for(settings: CtrSettings) -> Warehouse:
     """The DuckDB file holding the `ctr` view and the aggregate tables (its folder is created if needed)."""
     path = Path(settings.warehouse_path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
-    return Warehouse(database=str(path), connection_config={"memory_limit": f"{settings.duckdb_memory_mb}MB"})
+    return Warehouse(database=str(path), connection_config=bounded_config(settings.duckdb_memory_mb))
 
 
 def athena_for(settings: CtrSettings, storage: Storage, aws: AwsClients) -> AthenaEngine:

@@ -115,15 +115,16 @@ def _refuse_writers(target: Path) -> None:
         ) from None
 
 
+def bounded_config(memory_mb: int) -> dict[str, Any]:
+    """What holds every DuckDB connection of the pipeline to `memory_mb` (CTR_DUCKDB_MEMORY_MB): beyond it
+    DuckDB spills to `spill_folder()`, so a busy day or a long backlog costs disk, not memory."""
+    threads = max(1, min(os.cpu_count() or 1, memory_mb // MEMORY_PER_THREAD_MB))
+    return {"memory_limit": f"{memory_mb}MB", "threads": threads, "temp_directory": spill_folder()}
+
+
 def scratch_connection(memory_mb: int = 1024) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB for merge work, held to `memory_mb` (CTR_DUCKDB_MEMORY_MB): beyond it, DuckDB
-    spills to the temp folder, so a busy day or a long backlog costs disk, not memory."""
-    connection = duckdb.connect()
-    connection.execute(f"SET memory_limit = '{memory_mb}MB'")
-    connection.execute(f"SET threads = {max(1, min(os.cpu_count() or 1, memory_mb // MEMORY_PER_THREAD_MB))}")
-    connection.execute(f"SET temp_directory = {sql_text(spill_folder())}")
-    connection.execute("SET preserve_insertion_order = false")
-    return connection
+    """An in-memory DuckDB for merge work, bounded by `bounded_config`; rows need not keep their order."""
+    return duckdb.connect(config={**bounded_config(memory_mb), "preserve_insertion_order": False})
 
 
 def spill_folder() -> str:
