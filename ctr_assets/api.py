@@ -109,7 +109,7 @@ def open_storage(settings: CtrSettings, create: bool = False) -> Storage:
     bucket prefix holds raw objects or the table (S3 has no folders). `create` starts an empty one there."""
     storage = storage_for(settings)
     if settings.is_s3:
-        if not create and load_table(table_for(settings, storage)) is None and next(storage.list(RAW), None) is None:
+        if not create and next(storage.list(RAW), None) is None and load_table(table_for(settings, storage)) is None:
             raise StorageError(f"CTR_STORAGE_URL: {storage.uri(RAW)} holds no objects and {storage.url} no table: "
                                "check --storage (or CTR_STORAGE_URL), or pass --create to start there")
         return storage
