@@ -5,6 +5,7 @@ Every mistake a user can make on the command line (an argument, a setting, a sto
 """
 
 import argparse
+import os
 import re
 import sys
 from collections import Counter
@@ -297,7 +298,6 @@ def ui(args: argparse.Namespace) -> int:
     """Start the Dagster UI on the instance the CLI and the API use, bound to this machine only; and, when the
     dashboard link is an address on this machine (on a folder, by default), serve dashboards/ there, so the
     link in the UI opens the page. SIGTERM or Ctrl-C stops both."""
-    import os
     import signal
     import subprocess
     import threading
@@ -343,7 +343,6 @@ def _folder_server(folder: str, port: int):
     """An HTTP server of `folder` on 127.0.0.1:`port` (the standard library's), without a request log; like the
     storage itself, it never follows a link out of the folder."""
     import functools
-    import os
     from http import HTTPStatus
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 

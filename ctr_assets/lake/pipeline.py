@@ -85,7 +85,7 @@ class FlattenReport:
 @dataclass
 class FlattenProgress:
     """Where a flatten step stands, for the progress a person watches: objects done of all, the records of
-    those objects, seconds since it began. `due` says when the next report is worth making: at most every
+    those objects, seconds since it began. `add` says when the next report is worth making: at most every
     `every` seconds, and the last one, so a backlog of thousands of objects gives a few lines, not thousands."""
 
     every: float = 1.0
