@@ -25,6 +25,7 @@ import pytest
 
 from ctr_assets.lake.storage import LocalStorage
 from ctr_assets.settings import CtrSettings
+from ctr_assets_tests.drivers import write_crash_sample
 from ctr_assets_tests.hand_built import hand_built  # noqa: F401  (a session fixture: the metric tests' data)
 from ctr_assets_tests.helpers import settings_for
 
@@ -240,6 +241,14 @@ def settings(request, tmp_path, monkeypatch) -> CtrSettings:
     settings = settings_for(tmp_path)
     monkeypatch.setenv("CTR_FIRST_HOUR", settings.first_hour)
     return settings
+
+
+@pytest.fixture(scope="session")
+def crash_sample(tmp_path_factory) -> Path:
+    """Raw objects only (`write_crash_sample`: every kind of write a run makes); tests copy them, never change them."""
+    folder = tmp_path_factory.mktemp("crash_sample")
+    write_crash_sample(LocalStorage(root=str(folder)))
+    return folder
 
 
 @pytest.fixture

@@ -28,7 +28,6 @@ from ctr_assets_tests.drivers import (
     run_all_pending,
     run_concurrently,
     run_in_two,
-    write_crash_sample,
 )
 from ctr_assets_tests.helpers import (
     SAMPLE_START,
@@ -42,18 +41,10 @@ from ctr_assets_tests.test_cli import CLI, cli_environment, ctr_assets
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> Path:
-    """Raw objects only; each test copies them into a fresh folder."""
-    folder = tmp_path_factory.mktemp("sample")
-    write_crash_sample(LocalStorage(root=str(folder)))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def clean(sample, tmp_path_factory) -> tuple[dict, int]:
+def clean(crash_sample, tmp_path_factory) -> tuple[dict, int]:
     """What uninterrupted runs derive, and how many objects they publish on the way."""
     folder = tmp_path_factory.mktemp("clean")
-    copy_raw(sample, folder)
+    copy_raw(crash_sample, folder)
     counting = CountingStorage(root=str(folder))
     run_in_two(str(folder), counting)
     state = derived_state(counting)
@@ -64,8 +55,8 @@ def clean(sample, tmp_path_factory) -> tuple[dict, int]:
     return state, counting.published
 
 
-def fresh(sample: Path, target: Path) -> LocalStorage:
-    copy_raw(sample, target)
+def fresh(source: Path, target: Path) -> LocalStorage:
+    copy_raw(source, target)
     return LocalStorage(root=str(target))
 
 
@@ -80,11 +71,11 @@ def staged_files(storage: LocalStorage) -> list[Path]:
     return [path for prefix in WRITTEN_PREFIXES for path in (storage.root_path / prefix).rglob(".tmp-*")]
 
 
-def test_a_run_killed_at_any_write_then_rerun_ends_like_a_clean_run(sample, clean, tmp_path):
+def test_a_run_killed_at_any_write_then_rerun_ends_like_a_clean_run(crash_sample, clean, tmp_path):
     clean_state, writes = clean
     kill_points = [(number, phase) for number in range(1, writes + 1) for phase in ("staged", "published")]
     for number, phase in kill_points:
-        storage = fresh(sample, tmp_path / f"kill-{number}-{phase}")
+        storage = fresh(crash_sample, tmp_path / f"kill-{number}-{phase}")
 
         assert kill_at(storage.root_path, number, phase), (number, phase)
         # What a reader sees meanwhile: never a staged file, whatever the killed run left behind.
@@ -95,26 +86,26 @@ def test_a_run_killed_at_any_write_then_rerun_ends_like_a_clean_run(sample, clea
     print(f"\nkill points tried: {len(kill_points)} ({writes} writes, killed before and after publishing each)")
 
 
-def test_a_run_killed_twice_in_a_row_then_rerun_ends_like_a_clean_run(sample, clean, tmp_path):
+def test_a_run_killed_twice_in_a_row_then_rerun_ends_like_a_clean_run(crash_sample, clean, tmp_path):
     clean_state, writes = clean
-    storage = fresh(sample, tmp_path / "twice")
+    storage = fresh(crash_sample, tmp_path / "twice")
     assert kill_at(storage.root_path, writes // 2, "staged")
     assert kill_at(storage.root_path, writes // 4, "published")  # the rerun dies too, earlier in its own run
     run_all_pending(str(storage.root_path))
     assert_like_a_clean_run(storage, clean_state)
 
 
-def test_runs_racing_on_one_folder_end_like_one_run(sample, clean, tmp_path):
+def test_runs_racing_on_one_folder_end_like_one_run(crash_sample, clean, tmp_path):
     clean_state, _ = clean
     for round_number in range(2):
-        storage = fresh(sample, tmp_path / f"race-{round_number}")
+        storage = fresh(crash_sample, tmp_path / f"race-{round_number}")
         assert run_concurrently(storage.root_path, 3) == [0, 0, 0]
         assert_like_a_clean_run(storage, clean_state)
 
 
-def test_a_run_killed_between_writing_its_data_files_and_committing_leaves_the_table_as_it_was(sample, clean, tmp_path):
+def test_a_run_killed_between_writing_its_data_files_and_committing_leaves_the_table_as_it_was(crash_sample, clean, tmp_path):
     clean_state, _ = clean
-    storage = fresh(sample, tmp_path / "uncommitted")
+    storage = fresh(crash_sample, tmp_path / "uncommitted")
     assert kill_at(storage.root_path, 0, "published", prefix="parquet/ctr/data/")  # in place, not committed
     assert load_table(local_table(storage)) is None or load_table(local_table(storage)).current_snapshot() is None
     assert list(storage.list("parquet/ctr/data/"))  # the orphan is there, and nothing names it
@@ -122,12 +113,12 @@ def test_a_run_killed_between_writing_its_data_files_and_committing_leaves_the_t
     assert_like_a_clean_run(storage, clean_state)
 
 
-def test_runs_racing_on_a_bucket_with_the_glue_catalog_end_like_one_run(sample, clean, s3_settings, moto):
+def test_runs_racing_on_a_bucket_with_the_glue_catalog_end_like_one_run(crash_sample, clean, s3_settings, moto):
     clean_state, _ = clean
     storage = storage_for(s3_settings)
-    for path in (sample / "raw").rglob("*"):
+    for path in (crash_sample / "raw").rglob("*"):
         if path.is_file():
-            storage.write(path.relative_to(sample).as_posix(), path.read_bytes())
+            storage.write(path.relative_to(crash_sample).as_posix(), path.read_bytes())
     settings = s3_settings.model_copy(update={"flatten_workers": 1})
     assert run_concurrently(settings, 3) == [0, 0, 0]
     table = table_for(settings, storage)
@@ -137,9 +128,9 @@ def test_runs_racing_on_a_bucket_with_the_glue_catalog_end_like_one_run(sample, 
         "Parameters"]["table_type"] == "ICEBERG"
 
 
-def test_a_reader_polling_during_merges_never_sees_a_contact_twice_or_lose_one(sample, tmp_path):
+def test_a_reader_polling_during_merges_never_sees_a_contact_twice_or_lose_one(crash_sample, tmp_path):
     """Contacts moving between days in both directions while a reader queries the current snapshot."""
-    storage = fresh(sample, tmp_path / "polled")
+    storage = fresh(crash_sample, tmp_path / "polled")
     run_all_pending(str(storage.root_path))
     location = local_table(storage)
     seen_counts = set()
@@ -178,9 +169,9 @@ def _merge_moves(root: str, moves: list[list[dict]]) -> None:
         run_all_pending(root)
 
 
-def test_abandoned_staged_files_are_removed_by_a_later_run(sample, clean, tmp_path):
+def test_abandoned_staged_files_are_removed_by_a_later_run(crash_sample, clean, tmp_path):
     clean_state, _ = clean
-    storage = fresh(sample, tmp_path / "staged")
+    storage = fresh(crash_sample, tmp_path / "staged")
     assert kill_at(storage.root_path, 3, "staged")
     (left,) = staged_files(storage)
     an_hour_and_more_ago = time.time() - 3700
@@ -198,11 +189,11 @@ def wait_for(condition, process: subprocess.Popen, timeout: float = 120) -> None
         time.sleep(0.01)
 
 
-def test_ctr_assets_run_killed_while_merging_then_two_runs_at_once_end_like_a_clean_run(sample, clean, tmp_path):
+def test_ctr_assets_run_killed_while_merging_then_two_runs_at_once_end_like_a_clean_run(crash_sample, clean, tmp_path):
     """The real command, through Dagster: killed in the middle of its merge (seen by watching the folder, no
     hooks), then two `ctr-assets run` started together finish the work."""
     clean_state, _ = clean
-    storage = fresh(sample, tmp_path / "ctr_data")
+    storage = fresh(crash_sample, tmp_path / "ctr_data")
 
     def start() -> subprocess.Popen:
         return subprocess.Popen([*CLI, "run"], cwd=tmp_path, env=cli_environment(),

@@ -21,7 +21,6 @@ from ctr_assets_tests.drivers import (
     run_all_pending,
     run_steps,
     settings_of,
-    write_crash_sample,
 )
 from ctr_assets_tests.helpers import settings_for
 
@@ -29,26 +28,18 @@ README = Path(__file__).parents[1] / "README.md"
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> Path:
-    """Four arrival hours: updates, a contact moving to another day, duplicates and garbage across them."""
-    folder = tmp_path_factory.mktemp("sample")
-    write_crash_sample(LocalStorage(root=str(folder)))
-    return folder
-
-
-@pytest.fixture(scope="module")
-def serial(sample, tmp_path_factory) -> dict:
+def serial(crash_sample, tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("serial")
-    copy_raw(sample, folder)
+    copy_raw(crash_sample, folder)
     run_all_pending(str(folder))
     return derived_state(LocalStorage(root=str(folder)))
 
 
-def test_hours_flattened_by_concurrent_runs_then_merged_end_as_one_run(sample, serial, settings, tmp_path):
+def test_hours_flattened_by_concurrent_runs_then_merged_end_as_one_run(crash_sample, serial, settings, tmp_path):
     storage = storage_for(settings)
-    for path in (sample / "raw").rglob("*"):
+    for path in (crash_sample / "raw").rglob("*"):
         if path.is_file():
-            storage.write(path.relative_to(sample).as_posix(), path.read_bytes())
+            storage.write(path.relative_to(crash_sample).as_posix(), path.read_bytes())
     settings = settings.model_copy(update={"flatten_workers": 1})
     table = table_for(settings, storage)
     hours = list(pending_raw_keys(storage, table))

@@ -68,12 +68,12 @@ def test_every_bucket_prefix_keeps_its_own_table_and_is_read_without_listing_the
     prefixes = [settings_for(tmp_path, storage_url=f"s3://{bucket}/{prefix}", s3_endpoint_url=moto.url,
                              duckdb_path=str(tmp_path / f"{number}.duckdb")) for number, prefix in enumerate(BUCKET_PREFIXES)]
 
-    for number, settings in enumerate(prefixes):
-        fill_and_run(settings, number)
-    for number, settings in enumerate(prefixes):
+    for number, prefixed in enumerate(prefixes):
+        fill_and_run(prefixed, number)
+    for number, prefixed in enumerate(prefixes):
         with moto.requests() as requests:
-            assert_own_table(settings, number)
-        assert not [line for line in requests if "list-type=2" in line], settings.storage_url  # each file by name
+            assert_own_table(prefixed, number)
+        assert not [line for line in requests if "list-type=2" in line], prefixed.storage_url  # each file by name
 
 
 @pytest.mark.parametrize("prefix", ["q?", "h#1", "a/b?c"])
