@@ -2,6 +2,7 @@
 clearly with nothing half written, and keys that cannot leave the root."""
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -78,18 +79,27 @@ def test_a_persistent_error_fails_naming_the_object_leaves_nothing_half_written_
         LocalStorage(root=str(tmp_path / "healthy")), local_table(LocalStorage(root=str(tmp_path / "healthy"))))
 
 
-def test_a_failure_stops_the_objects_in_flight_without_leaving_their_staged_files(tmp_path):
-    # The first object cannot be read; the second is still being written when that failure stops the workers.
-    storage = LocalStorage(root=str(tmp_path))
+def test_a_failure_lets_the_objects_in_flight_finish_and_starts_no_more(tmp_path):
+    # The first object cannot be read; the second is still being written when the first one fails.
+    storage = LocalStorage(root=str(tmp_path / "data"))
     write_crash_sample(storage)
-    (hour, keys), *_ = pending_raw_keys(storage, local_table(storage)).items()
+    shutil.copytree(tmp_path / "data", tmp_path / "healthy")
+    hours = pending_raw_keys(storage, local_table(storage))
+    keys = [key for hour_keys in hours.values() for key in hour_keys]
     first, second = keys[:2]
-    broken = BrokenStorage(root=str(tmp_path), broken=first.rsplit("/", 1)[-1], slow=second.rsplit("/", 1)[-1])
+    broken = BrokenStorage(root=storage.root, broken=first.rsplit("/", 1)[-1], slow=second.rsplit("/", 1)[-1])
     with pytest.raises(ObjectFailed) as failure:
-        flatten_hours(broken, [hour], workers=2)
+        flatten_hours(broken, list(hours), workers=2)
 
     assert failure.value.key == first
     assert list(tmp_path.rglob(".tmp-*")) == []
+    assert storage.exists(flat_key(second)), "the object in flight was cut off instead of finished"
+    assert len(keys) > 5 and not storage.exists(flat_key(keys[-1])), "objects kept starting after the failure"
+    healthy = LocalStorage(root=str(tmp_path / "healthy"))
+    flatten_hours(healthy, list(hours), workers=1)
+    for key in keys[1:]:
+        if storage.exists(flat_key(key)):
+            assert storage.read(flat_key(key)) == healthy.read(flat_key(key))
 
 
 @pytest.mark.parametrize("key", [

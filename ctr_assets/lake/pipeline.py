@@ -20,7 +20,8 @@ import signal
 import sys
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -208,32 +209,40 @@ def _flatten_one(storage: Storage, protect_phone: Protect | None, quarantined: f
 
 
 def _flatten_objects(flatten_one: Callable[[str], FlattenStats], keys: list[str], workers: int) -> Iterator[FlattenStats]:
-    """Each object's stats, in key order; a failure names its object. A worker holds one object at a time,
-    so memory is bounded by a few objects in flight whatever their number."""
+    """Each object's stats, in key order; a failure names its object. At most two objects per worker are
+    submitted ahead, so memory is bounded by a few objects in flight whatever their number.
+
+    A failure (or an interrupt) cancels the objects not started and lets the ones in flight finish: a
+    worker is never killed in the middle of an object, so nothing is left half written and the pool's
+    pipes are never left holding half a message (killing workers is how `multiprocessing.Pool` can hang)."""
     if workers <= 1 or len(keys) <= 1:
         keep_freed_memory()
-        results = map(flatten_one, keys)
-        yield from _named_failures(results, keys)
+        yield from _named_failures(map(flatten_one, keys), keys)
         return
     # fork starts a worker in milliseconds with everything imported (spawn would import Dagster again in each).
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
-    with context.Pool(min(workers, len(keys)), initializer=_start_worker) as pool:
-        yield from _named_failures(pool.imap(flatten_one, keys), keys)
-        pool.close()  # let the workers finish on their own: terminating them interrupts Dagster's handlers
-        pool.join()
+    workers = min(workers, len(keys))
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker) as pool:
+        ahead: deque[tuple[str, Future[FlattenStats]]] = deque()
+        try:
+            for key in keys:
+                ahead.append((key, pool.submit(flatten_one, key)))
+                if len(ahead) > 2 * workers:
+                    yield _named_result(*ahead.popleft())
+            while ahead:
+                yield _named_result(*ahead.popleft())
+        finally:
+            for _, future in ahead:
+                future.cancel()
 
 
 def _start_worker() -> None:
     """gc.freeze keeps the collector from scanning, and so copying, the objects a forked worker inherits.
-    The pool stops its workers with SIGTERM when an object fails; raised as SystemExit, it unwinds the
-    object in flight like any error, so its staged file is removed instead of left behind."""
+    A worker ignores Ctrl-C (the terminal sends it to the whole process group): the parent stops
+    submitting and the worker finishes the object it holds, so an interrupt never cuts an object in half."""
     gc.freeze()
     keep_freed_memory()
-    signal.signal(signal.SIGTERM, _exit_on_terminate)
-
-
-def _exit_on_terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 # glibc's mallopt parameters, and the most its mmap threshold may be (DEFAULT_MMAP_THRESHOLD_MAX, 64-bit).
@@ -263,6 +272,13 @@ def _named_failures(results: Iterator[FlattenStats], keys: list[str]) -> Iterato
         except Exception as error:
             raise ObjectFailed(key, error) from error
         yield stats
+
+
+def _named_result(key: str, future: Future[FlattenStats]) -> FlattenStats:
+    try:
+        return future.result()
+    except Exception as error:
+        raise ObjectFailed(key, error) from error
 
 
 def conservation_problems(storage: Storage, objects: Iterable[FlattenStats]) -> list[str]:
