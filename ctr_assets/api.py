@@ -46,6 +46,8 @@ PROGRESS_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 PROGRESS_LOGGER = "ctr_assets_progress"
 # The error DuckDB raises when a query outgrows its memory limit and cannot spill (duckdb.OutOfMemoryException).
 OUT_OF_MEMORY = "OutOfMemoryException"
+# How Dagster reports a step stopped by Ctrl-C (SIGINT), by the error's class name.
+INTERRUPTED = ("DagsterExecutionInterruptedError", "KeyboardInterrupt")
 Say = Callable[[str], None]
 Show = Callable[[dict], None]
 
@@ -348,12 +350,15 @@ def _see_run(run_id: str) -> str:
 def _raise_setting_errors(failures: list[dg.DagsterEvent]) -> None:
     """A storage misconfiguration (missing bucket, denied permission) inside a run is the user's one line to
     fix, not a failed run: raise it as it was raised. Transient errors that outlasted their retries
-    (`StorageUnavailable`) stay failed runs, so a rerun can finish the work."""
+    (`StorageUnavailable`) stay failed runs, so a rerun can finish the work. A run interrupted by Ctrl-C
+    raises KeyboardInterrupt: nothing failed, and the next run finishes the work."""
     for event in failures:
         error = event.step_failure_data.error
         while error is not None:
             if error.cls_name == StorageError.__name__:
                 raise StorageError(error.message.split(": ", 1)[-1].strip())
+            if error.cls_name in INTERRUPTED:  # Ctrl-C: the caller asked to stop, so stop as Python does
+                raise KeyboardInterrupt
             error = error.cause
 
 

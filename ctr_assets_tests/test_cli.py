@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from ctr_assets.cli import main
 from ctr_assets.defs.resources import storage_for
 from ctr_assets.lake.layout import flat_key
 from ctr_assets.lake.storage import LocalStorage
+from ctr_assets_tests.drivers import derived_state
 from ctr_assets_tests.helpers import write_sample
 
 CLI = [str(Path(sys.executable).parent / "ctr-assets")]
@@ -171,6 +173,45 @@ def test_an_interrupt_is_one_line_and_exit_code_130(tmp_path):
     process.send_signal(signal.SIGINT)
     _, errors = process.communicate(timeout=60)
     assert process.returncode == 130 and errors.strip().splitlines() == ["ctr-assets: interrupted"]
+
+
+def test_ctrl_c_during_a_run_stops_it_cleanly_and_the_next_run_finishes_the_work(tmp_path):
+    """Ctrl-C reaches the whole process group, flatten workers included: the run says it was interrupted
+    (exit 130, not "failed"), the workers finish the objects they hold and exit, nothing is left staged,
+    and the next run ends where an uninterrupted one does."""
+    write_sample(LocalStorage(root=str(tmp_path / "ctr_data")), hours=6, contacts_per_hour=1000, batch_seconds=60)
+    shutil.copytree(tmp_path / "ctr_data", tmp_path / "clean" / "ctr_data")
+    process = subprocess.Popen([*CLI, "run"], cwd=tmp_path, env=cli_environment(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for line in process.stdout:
+        if line.lstrip().startswith("flattened 1/"):
+            os.killpg(process.pid, signal.SIGINT)  # as a terminal does: to every process of the group
+            break
+    _, errors = process.communicate(timeout=120)
+
+    assert process.returncode == 130, errors
+    # The last line is ours; Dagster's compute-log helpers print their own KeyboardInterrupt before it.
+    assert errors.strip().splitlines()[-1] == "ctr-assets: interrupted"
+    deadline = time.monotonic() + 30
+    while _group_alive(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _group_alive(process.pid), "a worker outlived the interrupted run"
+    assert list((tmp_path / "ctr_data").rglob(".tmp-*")) == []
+    interrupted = LocalStorage(root=str(tmp_path / "ctr_data"))
+    assert len(list(interrupted.list("flatfiles/"))) < len(list(interrupted.list("raw/"))), "the run was not stopped"
+
+    assert ctr_assets("run", cwd=tmp_path).returncode == 0
+    assert ctr_assets("run", cwd=tmp_path / "clean").returncode == 0
+    clean = LocalStorage(root=str(tmp_path / "clean" / "ctr_data"))
+    assert derived_state(interrupted) == derived_state(clean)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_a_bucket_flag_counts_like_the_setting_and_a_folder_flag_says_what_conflicts(moto, tmp_path):
