@@ -3,6 +3,7 @@ clearly with nothing half written, and keys that cannot leave the root."""
 
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -19,15 +20,19 @@ from ctr_assets_tests.helpers import local_table, settings_for
 
 
 class BrokenStorage(LocalStorage):
-    """A folder on which reading keys that contain `broken` fails (an error no retry can mend), and
-    publishing keys that contain `slow` takes three seconds (a write in flight)."""
+    """A folder on which reading keys that contain `broken` fails (an error no retry can mend), reading
+    keys that contain `killed` kills the process reading them, and publishing keys that contain `slow`
+    takes three seconds (a write in flight)."""
 
     broken: str = ""
     slow: str = ""
+    killed: str = ""
 
     def _read(self, key):
         if self.broken and self.broken in key:
             raise PermissionError(f"{key}: no access")
+        if self.killed and self.killed in key:
+            os.kill(os.getpid(), signal.SIGKILL)  # the OOM killer's way: no exception, no cleanup
         return super()._read(key)
 
     def _publish(self, staged, key):
@@ -100,6 +105,22 @@ def test_a_failure_lets_the_objects_in_flight_finish_and_starts_no_more(tmp_path
     for key in keys[1:]:
         if storage.exists(flat_key(key)):
             assert storage.read(flat_key(key)) == healthy.read(flat_key(key))
+
+
+def test_a_worker_killed_mid_object_fails_the_flatten_naming_the_object_instead_of_hanging(tmp_path):
+    # The first object's result is the first one due, so it is the one named. (A broken pool also stops
+    # the other worker, which may leave a staged file: never read, and removed once abandoned.)
+    storage = LocalStorage(root=str(tmp_path))
+    write_crash_sample(storage)
+    hours = pending_raw_keys(storage, local_table(storage))
+    keys = [key for hour_keys in hours.values() for key in hour_keys]
+    killer = BrokenStorage(root=storage.root, killed=keys[0].rsplit("/", 1)[-1])
+    with pytest.raises(ObjectFailed) as failure:
+        flatten_hours(killer, list(hours), workers=2)
+
+    assert failure.value.key == keys[0] and "BrokenProcessPool" in str(failure.value)
+    flatten_hours(storage, list(hours), workers=2)  # the next run flattens every object
+    assert all(storage.exists(flat_key(key)) for key in keys)
 
 
 @pytest.mark.parametrize("key", [
