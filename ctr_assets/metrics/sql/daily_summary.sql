@@ -18,16 +18,7 @@ counted AS (
 ),
 
 final AS (
-    SELECT
-        counted.*,
-        abandonment_rate(counted) AS abandonment_rate,
-        service_level(counted) AS service_level,
-        (SELECT service_level_seconds FROM metric_settings) AS service_level_seconds,
-        avg_queue_answer_seconds(counted) AS avg_queue_answer_seconds,
-        avg_queue_wait_seconds(counted) AS avg_queue_wait_seconds,
-        avg_handle_seconds(counted) AS avg_handle_seconds,
-        avg_hold_seconds(counted) AS avg_hold_seconds
-    FROM counted
+    SELECT * FROM with_queue_rates('counted')
 )
 
 SELECT * FROM final ORDER BY day, channel

@@ -17,3 +17,16 @@ CREATE OR REPLACE MACRO avg_interaction_seconds(m) AS m.interaction_seconds / nu
 CREATE OR REPLACE MACRO avg_hold_seconds(m) AS m.hold_seconds / nullif(m.contacts_put_on_hold, 0);
 -- Average after-contact work time, over the contacts handled.
 CREATE OR REPLACE MACRO avg_after_contact_work_seconds(m) AS m.after_contact_work_seconds / nullif(m.contacts_handled, 0);
+-- The queue report's rates and averages as columns after a table of queue counts (interval_counts' columns,
+-- per interval or summed to a day), so the queue metrics and the daily summary add them one way.
+CREATE OR REPLACE MACRO with_queue_rates(counts) AS TABLE
+    SELECT
+        counted.*,
+        abandonment_rate(counted) AS abandonment_rate,
+        service_level(counted) AS service_level,
+        (SELECT service_level_seconds FROM metric_settings) AS service_level_seconds,
+        avg_queue_answer_seconds(counted) AS avg_queue_answer_seconds,
+        avg_queue_wait_seconds(counted) AS avg_queue_wait_seconds,
+        avg_handle_seconds(counted) AS avg_handle_seconds,
+        avg_hold_seconds(counted) AS avg_hold_seconds
+    FROM query_table(counts) AS counted;
