@@ -217,7 +217,8 @@ def _flatten_objects(flatten_one: Callable[[str], FlattenStats], keys: list[str]
     pipes are never left holding half a message (killing workers is how `multiprocessing.Pool` can hang)."""
     if workers <= 1 or len(keys) <= 1:
         keep_freed_memory()
-        yield from _named_failures(map(flatten_one, keys), keys)
+        for key in keys:
+            yield _named_result(key, partial(flatten_one, key))
         return
     # fork starts a worker in milliseconds with everything imported (spawn would import Dagster again in each).
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else None)
@@ -228,9 +229,11 @@ def _flatten_objects(flatten_one: Callable[[str], FlattenStats], keys: list[str]
             for key in keys:
                 ahead.append((key, pool.submit(flatten_one, key)))
                 if len(ahead) > 2 * workers:
-                    yield _named_result(*ahead.popleft())
+                    due, future = ahead.popleft()
+                    yield _named_result(due, future.result)
             while ahead:
-                yield _named_result(*ahead.popleft())
+                due, future = ahead.popleft()
+                yield _named_result(due, future.result)
         finally:
             for _, future in ahead:
                 future.cancel()
@@ -264,19 +267,10 @@ def keep_freed_memory() -> None:
     mallopt(M_TRIM_THRESHOLD, KEPT_FREED_BYTES)
 
 
-def _named_failures(results: Iterator[FlattenStats], keys: list[str]) -> Iterator[FlattenStats]:
-    """Results come in key order, so the key of a failure is the one whose result was due."""
-    for key in keys:
-        try:
-            stats = next(results)
-        except Exception as error:
-            raise ObjectFailed(key, error) from error
-        yield stats
-
-
-def _named_result(key: str, future: Future[FlattenStats]) -> FlattenStats:
+def _named_result(key: str, result: Callable[[], FlattenStats]) -> FlattenStats:
+    """`result()`, with a failure named by the object it happened on."""
     try:
-        return future.result()
+        return result()
     except Exception as error:
         raise ObjectFailed(key, error) from error
 
