@@ -2,7 +2,6 @@
 clearly with nothing half written, and keys that cannot leave the root."""
 
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from ctr_assets.defs.resources import storage_for, table_for
 from ctr_assets.lake.layout import flat_key, quarantine_key
 from ctr_assets.lake.pipeline import ObjectFailed, flatten_hours, pending_raw_keys
 from ctr_assets.lake.storage import LocalStorage, StorageError
-from ctr_assets_tests.drivers import derived_state, run_all_pending, write_crash_sample
+from ctr_assets_tests.drivers import copy_raw, derived_state, run_all_pending, write_crash_sample
 from ctr_assets_tests.helpers import local_table, settings_for
 
 
@@ -84,11 +83,11 @@ def test_a_persistent_error_fails_naming_the_object_leaves_nothing_half_written_
         LocalStorage(root=str(tmp_path / "healthy")), local_table(LocalStorage(root=str(tmp_path / "healthy"))))
 
 
-def test_a_failure_lets_the_objects_in_flight_finish_and_starts_no_more(tmp_path):
+def test_a_failure_lets_the_objects_in_flight_finish_and_starts_no_more(crash_sample, tmp_path):
     # The first object cannot be read; the second is still being written when the first one fails.
+    copy_raw(crash_sample, tmp_path / "data")
+    copy_raw(crash_sample, tmp_path / "healthy")
     storage = LocalStorage(root=str(tmp_path / "data"))
-    write_crash_sample(storage)
-    shutil.copytree(tmp_path / "data", tmp_path / "healthy")
     hours = pending_raw_keys(storage, local_table(storage))
     keys = [key for hour_keys in hours.values() for key in hour_keys]
     first, second = keys[:2]
@@ -107,11 +106,11 @@ def test_a_failure_lets_the_objects_in_flight_finish_and_starts_no_more(tmp_path
             assert storage.read(flat_key(key)) == healthy.read(flat_key(key))
 
 
-def test_a_worker_killed_mid_object_fails_the_flatten_naming_the_object_instead_of_hanging(tmp_path):
+def test_a_worker_killed_mid_object_fails_the_flatten_naming_the_object_instead_of_hanging(crash_sample, tmp_path):
     # The first object's result is the first one due, so it is the one named. (A broken pool also stops
     # the other worker, which may leave a staged file: never read, and removed once abandoned.)
+    copy_raw(crash_sample, tmp_path)
     storage = LocalStorage(root=str(tmp_path))
-    write_crash_sample(storage)
     hours = pending_raw_keys(storage, local_table(storage))
     keys = [key for hour_keys in hours.values() for key in hour_keys]
     killer = BrokenStorage(root=storage.root, killed=keys[0].rsplit("/", 1)[-1])
